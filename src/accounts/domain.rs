@@ -1,0 +1,141 @@
+//! Account newtypes: once you hold one, it is valid.
+
+use std::fmt;
+
+/// 3-32 characters of `a-z 0-9 _ . -`, stored lower-case so names are
+/// unique case-insensitively.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(input: &str) -> Result<Self, &'static str> {
+        let s = input.trim().to_ascii_lowercase();
+        if s.chars().count() < 3 {
+            return Err("Usernames are at least 3 characters long.");
+        }
+        if s.chars().count() > 32 {
+            return Err("Usernames are at most 32 characters long.");
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+        {
+            return Err("Use only letters, digits, '_', '.' and '-'.");
+        }
+        Ok(Self(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A plausible email address, stored lower-case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(input: &str) -> Result<Self, &'static str> {
+        let s = input.trim().to_lowercase();
+        let msg = "Enter a valid email address, like name@example.com.";
+        if s.is_empty() || s.len() > 254 {
+            return Err(msg);
+        }
+        let Some((local, domain)) = s.rsplit_once('@') else {
+            return Err(msg);
+        };
+        let bad_char = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c);
+        if local.is_empty()
+            || local.len() > 64
+            || domain.len() < 3
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.contains("..")
+            || domain.contains('@')
+            || s.chars().any(bad_char)
+        {
+            return Err(msg);
+        }
+        Ok(Self(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+
+/// A password that meets the rules: 8-128 characters, never truncated, no
+/// composition rules, not one of the most common passwords. `Debug` is
+/// redacted.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(input: &str) -> Result<Self, &'static str> {
+        let n = input.chars().count();
+        if n < PASSWORD_MIN {
+            return Err("Passwords are at least 8 characters long.");
+        }
+        if n > PASSWORD_MAX {
+            return Err("Passwords are at most 128 characters long.");
+        }
+        if super::common_passwords::is_common(input) {
+            return Err("This password is one of the most common passwords; choose another.");
+        }
+        Ok(Self(input.to_owned()))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_lowercased_and_checked() {
+        assert_eq!(Username::parse(" Alice ").unwrap().as_str(), "alice");
+        assert!(Username::parse("al").is_err());
+        assert!(Username::parse(&"a".repeat(33)).is_err());
+        assert!(Username::parse("al ice").is_err());
+        assert!(Username::parse("al\r\nice").is_err());
+        assert!(Username::parse("a.b-c_9").is_ok());
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        assert!(Email::parse("a@example.com").is_ok());
+        for bad in ["", "a", "a@b", "@x.com", "a@.com", "a b@x.com", "a@x..com", "a@x\n.com", "a\r@x.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_have_length_limits_without_truncation() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+        assert!(Password::parse(&"é".repeat(128)).is_ok());
+        assert!(format!("{:?}", Password::parse("a long secret phrase").unwrap()).contains("REDACTED"));
+    }
+}

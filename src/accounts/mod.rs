@@ -1,0 +1,108 @@
+//! Accounts: users, passwords, server-side sessions.
+
+pub mod common_passwords;
+pub mod domain;
+pub mod password;
+pub mod sessions;
+pub mod users;
+
+use chrono::Duration;
+
+use crate::db::{self, Pool};
+use domain::{Email, Password, Username};
+pub use sessions::SessionToken;
+pub use users::User;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("email taken")]
+    EmailTaken,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+pub async fn register(
+    pool: &Pool,
+    username: Username,
+    email: Email,
+    password: Password,
+) -> Result<User, RegisterError> {
+    let hash = password::hash(password).await?;
+    let result = db::run(pool, move |conn| {
+        if users::find_by_username(conn, username.as_str())?.is_some() {
+            return Ok(Err(RegisterError::UsernameTaken));
+        }
+        if users::find_by_email(conn, email.as_str())?.is_some() {
+            return Ok(Err(RegisterError::EmailTaken));
+        }
+        let new = users::NewUser {
+            username: username.as_str(),
+            email: email.as_str(),
+            password_hash: &hash,
+            created_at: crate::time::now(),
+        };
+        match users::create(conn, &new) {
+            Ok(u) => Ok(Ok(u)),
+            // Lost a race with another registration of the same name.
+            Err(e) if db::is_unique_violation(&e) => Ok(Err(RegisterError::UsernameTaken)),
+            Err(e) => Err(anyhow::Error::new(e).context("inserting user")),
+        }
+    })
+    .await?;
+    result
+}
+
+/// Checks a username and password. Unknown users cost the same Argon2 work
+/// as known ones, and the caller cannot tell the two apart. A correct
+/// password stored under weaker parameters is re-hashed.
+pub async fn authenticate(pool: &Pool, username: &str, password: String) -> anyhow::Result<Option<User>> {
+    let name = username.trim().to_ascii_lowercase();
+    let user = if name.is_empty() || name.len() > 64 {
+        None
+    } else {
+        db::run(pool, move |conn| Ok(users::find_by_username(conn, &name)?)).await?
+    };
+    let outcome = password::verify(user.as_ref().map(|u| u.password_hash.clone()), password.clone()).await?;
+    match (outcome, user) {
+        (password::Verified::Yes, Some(u)) => Ok(Some(u)),
+        (password::Verified::YesButRehash, Some(u)) => {
+            // The password may predate today's rules; it stays valid, only
+            // its hash is brought up to today's parameters.
+            let hash = password::hash_raw(password).await?;
+            let id = u.id;
+            db::run(pool, move |conn| Ok(users::set_password_hash(conn, id, &hash)?)).await?;
+            Ok(Some(u))
+        }
+        _ => Ok(None),
+    }
+}
+
+pub async fn start_session(pool: &Pool, user_id: i64) -> anyhow::Result<SessionToken> {
+    db::run(pool, move |conn| Ok(sessions::create(conn, user_id, crate::time::now())?)).await
+}
+
+pub async fn session_user(pool: &Pool, token: SessionToken, max_age: Duration) -> anyhow::Result<Option<User>> {
+    db::run(pool, move |conn| Ok(sessions::find_user(conn, &token, crate::time::now(), max_age)?)).await
+}
+
+pub async fn end_session(pool: &Pool, token: SessionToken) -> anyhow::Result<()> {
+    db::run(pool, move |conn| Ok(sessions::delete(conn, &token).map(|_| ())?)).await
+}
+
+/// Sets a new password and ends every session of the user except `keep`.
+/// API keys are not touched: they keep working.
+pub async fn change_password(pool: &Pool, user_id: i64, new: Password, keep: Option<SessionToken>) -> anyhow::Result<()> {
+    let hash = password::hash(new).await?;
+    db::run(pool, move |conn| {
+        use diesel::Connection as _;
+        conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            users::set_password_hash(conn, user_id, &hash)?;
+            sessions::delete_others(conn, user_id, keep.as_ref())?;
+            Ok(())
+        })?;
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,124 @@
+//! Argon2id hashing, always off the async executor and bounded in
+//! concurrency so a login storm cannot starve API verification.
+
+use std::sync::OnceLock;
+
+use anyhow::Context as _;
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use tokio::sync::Semaphore;
+
+use super::domain::Password;
+
+/// OWASP's minimum for Argon2id: m=19456 KiB, t=2, p=1.
+pub const M_COST: u32 = 19_456;
+pub const T_COST: u32 = 2;
+pub const P_COST: u32 = 1;
+
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(M_COST, T_COST, P_COST, None).expect("static Argon2 params are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// At most half the cores hash at once; the rest stay free for the API.
+fn permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Semaphore::new((cores / 2).max(1))
+    })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let _permit = permits().acquire().await.context("hash semaphore closed")?;
+    actix_web::web::block(f).await.context("hashing task failed")
+}
+
+pub fn hash_now(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
+}
+
+pub async fn hash(password: Password) -> anyhow::Result<String> {
+    blocking(move || hash_now(password.expose())).await?
+}
+
+/// Hashes a password that is not re-checked against today's rules (a
+/// correct legacy password being re-hashed at login).
+pub async fn hash_raw(password: String) -> anyhow::Result<String> {
+    blocking(move || hash_now(&password)).await?
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    No,
+    Yes,
+    /// Correct, but the stored hash is weaker than today's parameters.
+    YesButRehash,
+}
+
+pub fn verify_now(stored: &str, candidate: &str) -> Verified {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Verified::No;
+    };
+    if hasher().verify_password(candidate.as_bytes(), &parsed).is_err() {
+        return Verified::No;
+    }
+    let strong = parsed.algorithm == Algorithm::Argon2id.ident()
+        && parsed.version == Some(Version::V0x13.into())
+        && Params::try_from(&parsed)
+            .map(|p| p.m_cost() >= M_COST && p.t_cost() >= T_COST && p.p_cost() >= P_COST)
+            .unwrap_or(false);
+    if strong {
+        Verified::Yes
+    } else {
+        Verified::YesButRehash
+    }
+}
+
+/// Checks `candidate` against `stored`, or against a dummy hash when there
+/// is no user, so both cases cost one full Argon2 verification.
+pub async fn verify(stored: Option<String>, candidate: String) -> anyhow::Result<Verified> {
+    blocking(move || match stored {
+        Some(s) => verify_now(&s, &candidate),
+        None => {
+            let _ = verify_now(dummy_hash(), &candidate);
+            Verified::No
+        }
+    })
+    .await
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        hash_now("keyward dummy password for timing equality")
+            .unwrap_or_else(|_| String::from("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_verifies_its_password_only() {
+        let h = hash_now("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(verify_now(&h, "correct horse"), Verified::Yes);
+        assert_eq!(verify_now(&h, "correct horsf"), Verified::No);
+        assert_eq!(verify_now("garbage", "x"), Verified::No);
+    }
+
+    #[test]
+    fn a_weaker_hash_asks_for_a_rehash() {
+        let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8192, 1, 1, None).unwrap());
+        let salt = SaltString::generate(&mut OsRng);
+        let h = weak.hash_password(b"pw123456", &salt).unwrap().to_string();
+        assert_eq!(verify_now(&h, "pw123456"), Verified::YesButRehash);
+    }
+}

@@ -1,0 +1,222 @@
+//! The guard: an `ApiKey` extractor and a `RequireScope` middleware, usable
+//! on any actix-web route or scope. Answers follow RFC 6750.
+//!
+//! ```ignore
+//! App::new()
+//!     .app_data(web::Data::new(verifier))
+//!     .service(
+//!         web::scope("/reports")
+//!             .wrap(RequireScope::new("read"))
+//!             .route("", web::get().to(|key: ApiKey| async move { key.username.clone() })),
+//!     )
+//! ```
+
+use std::future::{ready, Future, Ready};
+use std::ops::Deref;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+
+use crate::keys::{VerifiedKey, Verifier, VerifyError};
+
+/// JSON errors of the API, with their `WWW-Authenticate` challenges.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing_key")]
+    MissingKey,
+    #[error("invalid_token")]
+    InvalidToken,
+    #[error("insufficient_scope")]
+    InsufficientScope(String),
+    #[error("not_found")]
+    NotFound,
+    #[error("unavailable")]
+    Unavailable,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MissingKey | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        let challenge = match self {
+            Self::MissingKey => Some(r#"Bearer realm="keyward""#.to_owned()),
+            Self::InvalidToken => Some(r#"Bearer realm="keyward", error="invalid_token""#.to_owned()),
+            Self::InsufficientScope(s) => Some(format!(
+                r#"Bearer realm="keyward", error="insufficient_scope", scope="{s}""#
+            )),
+            _ => None,
+        };
+        if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            res.insert_header((header::WWW_AUTHENTICATE, c));
+        }
+        if let Self::Unavailable = self {
+            res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        let body = match self {
+            Self::InsufficientScope(s) => serde_json::json!({ "error": "insufficient_scope", "scope": s }),
+            other => serde_json::json!({ "error": other.to_string() }),
+        };
+        res.json(body)
+    }
+}
+
+/// The verified key of the caller. Extracting it answers 401 when there is
+/// no key or a bad one; the handler only runs for a valid key.
+#[derive(Clone, Debug)]
+pub struct ApiKey(Rc<VerifiedKey>);
+
+impl Deref for ApiKey {
+    type Target = VerifiedKey;
+    fn deref(&self) -> &VerifiedKey {
+        &self.0
+    }
+}
+
+impl ApiKey {
+    /// 403 `insufficient_scope` unless the key carries `scope`.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::InsufficientScope(scope.to_owned()))
+        }
+    }
+}
+
+/// The key from `Authorization: Bearer …` or `X-API-Key: …`. Query strings
+/// and bodies are never looked at: keys there end up in logs and caches.
+fn presented_key(req: &HttpRequest) -> Result<String, ApiError> {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        let v = v.to_str().map_err(|_| ApiError::InvalidToken)?.trim();
+        if let Some((scheme, token)) = v.split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                let token = token.trim();
+                return if token.is_empty() { Err(ApiError::MissingKey) } else { Ok(token.to_owned()) };
+            }
+        }
+    }
+    if let Some(v) = req.headers().get("x-api-key") {
+        let v = v.to_str().map_err(|_| ApiError::InvalidToken)?.trim();
+        return if v.is_empty() { Err(ApiError::MissingKey) } else { Ok(v.to_owned()) };
+    }
+    Err(ApiError::MissingKey)
+}
+
+fn addr(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
+impl FromRequest for ApiKey {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(k) = req.extensions().get::<ApiKey>() {
+            let k = k.clone();
+            return Box::pin(ready(Ok(k)));
+        }
+        let req = req.clone();
+        Box::pin(async move {
+            let presented = presented_key(&req)?;
+            let Some(verifier) = req.app_data::<web::Data<Verifier>>() else {
+                tracing::error!("ApiKey used without a Verifier in app_data");
+                return Err(ApiError::Unavailable);
+            };
+            match verifier.verify(&presented).await {
+                Ok(v) => {
+                    tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username, key = %v.prefix, addr = %addr(&req));
+                    let key = ApiKey(Rc::new(v));
+                    req.extensions_mut().insert(key.clone());
+                    Ok(key)
+                }
+                Err(VerifyError::Invalid) => {
+                    // Only the display prefix is logged, and only when well-formed.
+                    let shown = crate::keys::format::parse(&presented).map(|p| p.display_prefix).unwrap_or_default();
+                    tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown, addr = %addr(&req));
+                    Err(ApiError::InvalidToken)
+                }
+                Err(VerifyError::Unavailable(e)) => {
+                    tracing::error!(error = ?e, "key verification failed");
+                    Err(ApiError::Unavailable)
+                }
+            }
+        })
+    }
+}
+
+/// Middleware: only requests with a valid key carrying `scope` reach the
+/// wrapped route or scope (401 without a valid key, 403 without the scope).
+#[derive(Clone)]
+pub struct RequireScope {
+    scope: Rc<str>,
+}
+
+impl RequireScope {
+    pub fn new(scope: &str) -> Self {
+        Self { scope: Rc::from(scope) }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RequireScope
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = RequireScopeMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequireScopeMiddleware { service: Rc::new(service), scope: self.scope.clone() }))
+    }
+}
+
+pub struct RequireScopeMiddleware<S> {
+    service: Rc<S>,
+    scope: Rc<str>,
+}
+
+impl<S, B> Service<ServiceRequest> for RequireScopeMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        let service = self.service.clone();
+        let scope = self.scope.clone();
+        Box::pin(async move {
+            let checked = match req.extract::<ApiKey>().await {
+                Ok(key) => key.require(&scope),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(()) => service.call(req).await.map(ServiceResponse::map_into_left_body),
+                Err(e) => {
+                    let res = e.error_response();
+                    Ok(req.into_response(res).map_into_right_body())
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! The JSON API under `/api/v1`, protected by the guard.
+
+pub mod guard;
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+pub use guard::{ApiError, ApiKey, RequireScope};
+
+use crate::keys::{self, KeyInfo, Verifier};
+use crate::state::AppState;
+use crate::time::rfc3339;
+
+#[derive(Serialize)]
+struct KeyJson {
+    id: String,
+    name: String,
+    prefix: String,
+    scopes: Vec<String>,
+    created_at: String,
+    last_used_at: Option<String>,
+    expires_at: Option<String>,
+    expired: bool,
+}
+
+impl KeyJson {
+    fn from_info(k: &KeyInfo, now: chrono::NaiveDateTime) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            scopes: k.scope_list(),
+            created_at: rfc3339(k.created_at),
+            last_used_at: k.last_used_at.map(rfc3339),
+            expires_at: k.expires_at.map(rfc3339),
+            expired: k.is_expired(now),
+        }
+    }
+}
+
+/// `GET /api/v1/whoami`: any valid key.
+async fn whoami(key: ApiKey) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "user": key.username,
+        "key": {
+            "id": key.key_id,
+            "name": key.name,
+            "prefix": key.prefix,
+            "scopes": key.scopes,
+            "expires_at": key.expires_at.map(rfc3339),
+        }
+    }))
+}
+
+/// `GET /api/v1/keys`: the caller's keys (scope `keys:read`), never a secret.
+async fn list_keys(key: ApiKey, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let keys = keys::list(&state.pool, state.verifier.last_used(), key.user_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = ?e, "listing keys failed");
+            ApiError::Unavailable
+        })?;
+    let now = crate::time::now();
+    let keys: Vec<KeyJson> = keys.iter().map(|k| KeyJson::from_info(k, now)).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": keys })))
+}
+
+/// `DELETE /api/v1/keys/{id}`: revokes one of the caller's keys (scope `keys:write`).
+async fn delete_key(
+    key: ApiKey,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    verifier: web::Data<Verifier>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let deleted = keys::delete(&state.pool, &verifier, key.user_id, &id).await.map_err(|e| {
+        tracing::error!(error = ?e, "deleting key failed");
+        ApiError::Unavailable
+    })?;
+    if deleted {
+        tracing::info!(target: "keyward::audit", event = "key_deleted", user = %key.username, key = ?id, via = "api");
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/whoami", web::get().to(whoami))
+            .service(
+                web::resource("/keys")
+                    .wrap(RequireScope::new("keys:read"))
+                    .route(web::get().to(list_keys)),
+            )
+            .service(
+                web::resource("/keys/{id}")
+                    .wrap(RequireScope::new("keys:write"))
+                    .route(web::delete().to(delete_key)),
+            )
+            .default_service(web::to(not_found)),
+    );
+}

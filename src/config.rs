@@ -1,0 +1,161 @@
+//! Typed settings from command-line flags, environment variables and an
+//! optional `.env` file (SPEC §1). Every setting has a working default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::db::DatabaseUrl;
+use crate::keys::format::KeyTag;
+
+#[derive(Parser, Debug)]
+#[command(name = "keyward", version, about = "Self-hosted API-key portal and guard")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the portal and the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; the password is read from stdin or a prompt.
+    Create {
+        /// The username (3-32 characters of a-z 0-9 _ . -).
+        name: String,
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+/// A string that never appears in `Debug` output (SMTP credentials).
+#[derive(Clone)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl std::str::FromStr for SecretString {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+pub const DEFAULT_MAIL_FROM: &str = "Keyward <no-reply@localhost>";
+
+#[derive(Args, Clone, Debug)]
+pub struct Settings {
+    /// Database: a SQLite path (default: DATA_DIR/keyward.db) or a postgres:// URL.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Listen address.
+    #[arg(long = "bind", env = "KEYWARD_BIND", default_value = DEFAULT_BIND, global = true)]
+    pub bind: String,
+    /// Public URL, used in emailed links; https:// turns on Secure cookies and HSTS.
+    #[arg(long, env = "KEYWARD_BASE_URL", default_value = DEFAULT_BASE_URL, global = true)]
+    pub base_url: String,
+    /// Directory for the SQLite file, the session secret and the mail outbox.
+    #[arg(long, env = "KEYWARD_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+    /// smtp://user:pass@host:587 (STARTTLS) or smtps://…; unset writes mail to DATA_DIR/outbox.
+    #[arg(long, env = "KEYWARD_SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+    /// Sender address of outgoing mail.
+    #[arg(long, env = "KEYWARD_MAIL_FROM", default_value = DEFAULT_MAIL_FROM, global = true)]
+    pub mail_from: String,
+    /// The key's leading tag (a-z, 2-8 characters).
+    #[arg(long, env = "KEYWARD_KEY_PREFIX", default_value = "kw", global = true)]
+    pub key_prefix: KeyTag,
+    /// Scopes a key may be given, besides the built-in keys:read and keys:write.
+    #[arg(long, env = "KEYWARD_SCOPES", default_value = "read,write", global = true)]
+    pub scopes: String,
+    /// open, or closed (then only the CLI creates users).
+    #[arg(long, env = "KEYWARD_REGISTRATION", value_enum, default_value = "open", global = true)]
+    pub registration: Registration,
+    /// A session unused this long ends.
+    #[arg(long, env = "KEYWARD_SESSION_IDLE_MINUTES", default_value_t = 30, global = true)]
+    pub session_idle_minutes: u64,
+    /// A session ends this long after login, used or not.
+    #[arg(long, env = "KEYWARD_SESSION_MAX_HOURS", default_value_t = 12, global = true)]
+    pub session_max_hours: u64,
+    /// How often pending last-used times are written to the database.
+    #[arg(long, env = "KEYWARD_LAST_USED_FLUSH_SECONDS", default_value_t = 2, global = true, hide = true)]
+    pub last_used_flush_seconds: u64,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "KEYWARD_WORKERS", global = true, hide = true)]
+    pub workers: Option<usize>,
+}
+
+pub const BUILTIN_SCOPES: [&str; 2] = ["keys:read", "keys:write"];
+
+impl Settings {
+    /// The defaults, with data in `data_dir`; what tests start from.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            database_url: None,
+            bind: "127.0.0.1:0".into(),
+            base_url: DEFAULT_BASE_URL.into(),
+            data_dir: data_dir.into(),
+            smtp_url: None,
+            mail_from: DEFAULT_MAIL_FROM.into(),
+            key_prefix: KeyTag::parse("kw").expect("valid default tag"),
+            scopes: "read,write".into(),
+            registration: Registration::Open,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            last_used_flush_seconds: 2,
+            workers: None,
+        }
+    }
+
+    pub fn database(&self) -> DatabaseUrl {
+        match &self.database_url {
+            Some(u) if !u.trim().is_empty() => DatabaseUrl::parse(u.trim()),
+            _ => DatabaseUrl::Sqlite(self.data_dir.join("keyward.db").to_string_lossy().into_owned()),
+        }
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.base_url.starts_with("https://")
+    }
+
+    /// The base URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+
+    /// Every scope a key may carry: the built-ins, then the configured ones.
+    pub fn all_scopes(&self) -> Vec<String> {
+        let mut out: Vec<String> = BUILTIN_SCOPES.iter().map(|s| s.to_string()).collect();
+        for s in self.scopes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !out.iter().any(|o| o == s) {
+                out.push(s.to_owned());
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,192 @@
+//! The database: backend choice by URL, the connection pool, embedded
+//! migrations and per-connection SQLite settings.
+//!
+//! Both backends go through one `MultiConnection`, so every query in the
+//! domain modules is written once.
+
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// Where the data lives. Chosen once from `DATABASE_URL`: a `postgres://` or
+/// `postgresql://` URL selects PostgreSQL, anything else is a SQLite path.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres(url.to_owned())
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            Self::Sqlite(path.to_owned())
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// A description safe for logs (no password).
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite:{p}"),
+            Self::Postgres(u) => match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://…@{}", &u[..s], &u[at + 1..]),
+                _ => u.clone(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// SQLite settings applied to every new connection: WAL lets readers run
+/// beside the single writer, and the busy timeout makes concurrent writers
+/// wait instead of failing with "database is locked".
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+/// Opens connections for the backend picked from the URL, never guessing:
+/// a PostgreSQL outage must not silently fall back to a SQLite file.
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl Manager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(u) => PgConnection::establish(u)
+                .map(DbConnection::Postgresql)
+                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(p) => {
+                let mut c = SqliteConnection::establish(p).map_err(r2d2::Error::ConnectionError)?;
+                c.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map(|_| ())
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// Applies pending migrations for the backend. Runs on a plain connection
+/// of the concrete backend so each gets its own migration directory.
+pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
+    match url {
+        DatabaseUrl::Sqlite(p) => {
+            ensure_parent_dir(p)?;
+            let mut c = SqliteConnection::establish(p)
+                .with_context(|| format!("cannot open SQLite database {p}"))?;
+            c.batch_execute(SQLITE_PRAGMAS)?;
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("SQLite migrations failed: {e}"))?;
+        }
+        DatabaseUrl::Postgres(u) => {
+            let mut c = PgConnection::establish(u)
+                .with_context(|| format!("cannot connect to {}", url.redacted()))?;
+            c.run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("PostgreSQL migrations failed: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn ensure_parent_dir(path: &str) -> anyhow::Result<()> {
+    if let Some(parent) = Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Migrates, then builds the pool.
+pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Pool> {
+    run_migrations(url)?;
+    let size = match url {
+        DatabaseUrl::Sqlite(_) => 8,
+        DatabaseUrl::Postgres(_) => 16,
+    };
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .build(Manager::new(url.clone()))
+        .context("cannot open the database pool")
+}
+
+/// Runs blocking diesel work off the async executor, taking the pooled
+/// connection inside the closure so a waiting request holds no connection.
+pub async fn run<T, F>(pool: &Pool, f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(&mut DbConnection) -> anyhow::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool.get().context("no database connection available")?;
+        f(&mut conn)
+    })
+    .await
+    .context("blocking task failed")?
+}
+
+/// True when a diesel error is a unique-constraint violation.
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,50 @@
+//! Table definitions shared by both backends. Written by hand: `diesel
+//! print-schema` would print `Integer` for SQLite and `BigInt` for
+//! PostgreSQL, and one schema must serve both.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        email -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    user_sessions (id) {
+        id -> Binary,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        user_id -> BigInt,
+        name -> Text,
+        prefix -> Text,
+        digest -> Binary,
+        scopes -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    password_reset_tokens (digest) {
+        digest -> Binary,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(user_sessions -> users (user_id));
+diesel::joinable!(password_reset_tokens -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(users, user_sessions, api_keys, password_reset_tokens);

@@ -1,0 +1,284 @@
+//! The API key format: `{prefix}_{id}_{secret}{check}` (SPEC §2).
+//!
+//! Everything here is pure and allocation-light: parsing and checksum
+//! verification happen before any database access, so garbage and typos are
+//! rejected for the cost of a CRC.
+
+use std::fmt;
+
+use rand::rngs::OsRng;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+/// Base62 digits in digit order: `0-9`, `A-Z`, `a-z`.
+pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+pub const ID_LEN: usize = 8;
+pub const SECRET_LEN: usize = 32;
+pub const CHECK_LEN: usize = 6;
+/// Longest possible key: an 8-letter tag plus the fixed parts.
+pub const MAX_KEY_LEN: usize = 8 + 1 + ID_LEN + 1 + SECRET_LEN + CHECK_LEN;
+
+/// The key's leading tag (`kw` by default): 2–8 lowercase ASCII letters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyTag(String);
+
+impl KeyTag {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if (2..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "key prefix must be 2-8 lowercase letters a-z, got {s:?}"
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for KeyTag {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for KeyTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The full key as given to the user once. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeySecret(String);
+
+impl ApiKeySecret {
+    /// The whole key; only for showing it once to its owner.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKeySecret([REDACTED])")
+    }
+}
+
+/// SHA-256 of the whole key. Keys carry ~190 random bits, so a fast hash is
+/// enough: nobody can brute-force the pre-image, and verification must cost
+/// microseconds (a slow KDF here made other key libraries 10-30x slower).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest(pub [u8; 32]);
+
+impl KeyDigest {
+    pub fn of(key: &str) -> Self {
+        Self(Sha256::digest(key.as_bytes()).into())
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    /// Constant-time comparison with a stored digest.
+    pub fn matches(&self, stored: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        stored.len() == 32 && bool::from(self.0.as_slice().ct_eq(stored))
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDigest(..)")
+    }
+}
+
+/// A freshly generated key with everything the store needs.
+#[derive(Debug)]
+pub struct GeneratedKey {
+    pub key: ApiKeySecret,
+    pub id: String,
+    pub display_prefix: String,
+    pub digest: KeyDigest,
+}
+
+/// A syntactically valid key with a correct checksum.
+#[derive(Debug, Clone)]
+pub struct ParsedKey {
+    pub id: String,
+    pub display_prefix: String,
+    pub digest: KeyDigest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("the key does not have the expected shape")]
+    Shape,
+    #[error("the key's checksum is wrong")]
+    Checksum,
+}
+
+/// `n` base62 characters from the OS CSPRNG (uniform: `gen_range` rejects bias).
+pub fn random_base62(n: usize) -> String {
+    let mut rng = OsRng;
+    (0..n)
+        .map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char)
+        .collect()
+}
+
+/// CRC-32 (IEEE) of `body`, as 6 base62 digits, most significant first.
+pub fn checksum(body: &str) -> [u8; CHECK_LEN] {
+    let mut n = crc32fast::hash(body.as_bytes()) as u64;
+    let mut out = [b'0'; CHECK_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+pub fn generate(tag: &KeyTag) -> GeneratedKey {
+    let id = random_base62(ID_LEN);
+    let secret = random_base62(SECRET_LEN);
+    let mut key = format!("{tag}_{id}_{secret}");
+    let check = checksum(&key);
+    // `checksum` only yields ASCII base62 digits.
+    key.extend(check.iter().map(|&b| b as char));
+    GeneratedKey {
+        digest: KeyDigest::of(&key),
+        display_prefix: format!("{tag}_{id}"),
+        id,
+        key: ApiKeySecret(key),
+    }
+}
+
+fn is_base62(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Parses and checks a presented key without touching any storage.
+pub fn parse(key: &str) -> Result<ParsedKey, FormatError> {
+    if key.len() > MAX_KEY_LEN || !key.is_ascii() {
+        return Err(FormatError::Shape);
+    }
+    let mut parts = key.splitn(3, '_');
+    let (Some(tag), Some(id), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(FormatError::Shape);
+    };
+    if KeyTag::parse(tag).is_err()
+        || id.len() != ID_LEN
+        || !is_base62(id)
+        || tail.len() != SECRET_LEN + CHECK_LEN
+        || !is_base62(tail)
+    {
+        return Err(FormatError::Shape);
+    }
+    let body_len = key.len() - CHECK_LEN;
+    if checksum(&key[..body_len]).as_slice() != &key.as_bytes()[body_len..] {
+        return Err(FormatError::Checksum);
+    }
+    Ok(ParsedKey {
+        id: id.to_owned(),
+        display_prefix: key[..tag.len() + 1 + ID_LEN].to_owned(),
+        digest: KeyDigest::of(key),
+    })
+}
+
+/// Whether `s` looks like a key id (used to 404 early on bad URLs).
+pub fn is_key_id(s: &str) -> bool {
+    s.len() == ID_LEN && is_base62(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag() -> KeyTag {
+        KeyTag::parse("kw").unwrap()
+    }
+
+    #[test]
+    fn a_generated_key_parses_back_to_its_id_prefix_and_digest() {
+        let g = generate(&tag());
+        let p = parse(g.key.expose()).unwrap();
+        assert_eq!(p.id, g.id);
+        assert_eq!(p.display_prefix, g.display_prefix);
+        assert_eq!(p.digest, g.digest);
+        assert!(g.display_prefix.starts_with("kw_"));
+        assert_eq!(g.key.expose().len(), 2 + 1 + 8 + 1 + 32 + 6);
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = generate(&tag());
+        let b = generate(&tag());
+        assert_ne!(a.key, b.key);
+        assert_ne!(a.id, b.id);
+    }
+
+    #[test]
+    fn the_checksum_is_crc32_in_six_base62_digits() {
+        // crc32("") == 0
+        assert_eq!(&checksum(""), b"000000");
+        // crc32("123456789") == 0xCBF43926 == 3421780262 (the standard check value)
+        let mut n: u64 = 3421780262;
+        let mut want = [b'0'; 6];
+        for slot in want.iter_mut().rev() {
+            *slot = BASE62[(n % 62) as usize];
+            n /= 62;
+        }
+        assert_eq!(checksum("123456789"), want);
+        assert_eq!(&want, b"3jZRME");
+    }
+
+    #[test]
+    fn one_changed_character_breaks_the_checksum() {
+        let g = generate(&tag());
+        let mut bytes = g.key.expose().as_bytes().to_vec();
+        bytes[20] = if bytes[20] == b'a' { b'b' } else { b'a' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert_eq!(parse(&tampered).unwrap_err(), FormatError::Checksum);
+    }
+
+    #[test]
+    fn malformed_shapes_are_rejected() {
+        let g = generate(&tag());
+        let k = g.key.expose();
+        let cases = [
+            String::new(),
+            "kw".into(),
+            "kw_".into(),
+            "kw__".into(),
+            format!("{k}x"),
+            k[..k.len() - 1].to_string(),
+            k.replacen("kw_", "KW_", 1),
+            k.replacen("kw_", "k_", 1),
+            k.replacen("kw_", "abcdefghi_", 1),
+            k.replacen('_', "-", 2),
+            format!("{}é", &k[..k.len() - 2]),
+            format!("{}_{}", &k[..12], &k[12..]),
+            format!(" {k}"),
+            "kw_abcdefgh_".to_string() + &"!".repeat(38),
+            "x".repeat(10_000),
+        ];
+        for c in cases {
+            assert!(parse(&c).is_err(), "accepted {c:?}");
+        }
+    }
+
+    #[test]
+    fn tags_are_two_to_eight_lowercase_letters() {
+        assert!(KeyTag::parse("kw").is_ok());
+        assert!(KeyTag::parse("abcdefgh").is_ok());
+        for bad in ["k", "abcdefghi", "Kw", "k1", "k_", ""] {
+            assert!(KeyTag::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let g = generate(&tag());
+        let shown = format!("{g:?}");
+        assert!(!shown.contains(&g.key.expose()[12..]));
+    }
+}

@@ -1,0 +1,14 @@
+//! Keyward: a self-hosted API-key portal and guard.
+//!
+//! `web`/`api` handlers → domain modules (`accounts`, `keys`) → `db`.
+
+pub mod accounts;
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod keys;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod time;
+pub mod web;

@@ -1,0 +1,57 @@
+//! The `keyward` binary: parse the CLI, then hand over to the library.
+
+use std::io::{BufRead as _, IsTerminal as _};
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use keyward::accounts::{self, domain};
+use keyward::config::{Cli, Command, UserCommand};
+use keyward::startup::Application;
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    keyward::telemetry::init();
+    let settings = cli.settings;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let bind = settings.bind.clone();
+            let app = Application::build(settings).await?;
+            tracing::info!("Keyward listening on http://{bind} (port {})", app.port());
+            app.run_until_stopped().await
+        }
+        Command::Migrate => {
+            let url = settings.database();
+            keyward::db::run_migrations(&url)?;
+            println!("migrations applied to {}", url.redacted());
+            Ok(())
+        }
+        Command::User(UserCommand::Create { name, email }) => {
+            let username = domain::Username::parse(&name).map_err(anyhow::Error::msg)?;
+            let email = domain::Email::parse(&email).map_err(anyhow::Error::msg)?;
+            let password = domain::Password::parse(&read_password()?).map_err(anyhow::Error::msg)?;
+            std::fs::create_dir_all(&settings.data_dir)?;
+            let pool = keyward::db::connect(&settings.database())?;
+            let user = accounts::register(&pool, username, email, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create user: {e}"))?;
+            println!("created user {}", user.username);
+            Ok(())
+        }
+    }
+}
+
+/// From a prompt (asked twice) on a terminal, else the first line of stdin.
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Password (again): ")?;
+        anyhow::ensure!(first == second, "the two passwords do not match");
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}

@@ -1,0 +1,173 @@
+//! The application: binds its listener (port 0 in tests), wires middleware,
+//! routes and background work, and flushes pending writes on shutdown.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_identity::IdentityMiddleware;
+use actix_session::config::PersistentSession;
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+
+use crate::config::Settings;
+use crate::keys::{LastUsed, Verifier};
+use crate::state::AppState;
+use crate::{api, db};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let scopes = settings.all_scopes();
+        if let Some(bad) = scopes
+            .iter()
+            .find(|s| s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b)))
+        {
+            anyhow::bail!("invalid scope {bad:?} in KEYWARD_SCOPES: use letters, digits and : . _ -");
+        }
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+        let url = settings.database();
+        tracing::info!(database = %url.redacted(), "opening database");
+        let pool = web::block(move || db::connect(&url)).await.context("blocking task failed")??;
+        let key = session_key(&settings.data_dir)?;
+        let listener = TcpListener::bind(&settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+
+        let last_used = Arc::new(LastUsed::default());
+        let verifier = Arc::new(Verifier::new(pool.clone(), last_used.clone()));
+        let settings = Arc::new(settings);
+        let state = web::Data::new(AppState { pool, settings: settings.clone(), verifier: verifier.clone(), scopes });
+
+        spawn_housekeeping(state.clone());
+
+        let https = settings.is_https();
+        let cookie_name = if https { "__Host-keyward" } else { "keyward" };
+        let idle = Duration::from_secs(settings.session_idle_minutes.max(1) * 60);
+        let max = Duration::from_secs(settings.session_max_hours.max(1) * 3600);
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
+                .cookie_name(cookie_name.to_owned())
+                .cookie_secure(https)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_path("/".to_owned())
+                .session_lifecycle(
+                    PersistentSession::default().session_ttl(actix_web::cookie::time::Duration::seconds(max.as_secs() as i64)),
+                )
+                .build();
+            let identity = IdentityMiddleware::builder().visit_deadline(Some(idle)).login_deadline(Some(max)).build();
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::Data::from(app_state.verifier.clone()))
+                .app_data(web::PayloadConfig::new(crate::web::forms::FORM_LIMIT))
+                .wrap(from_fn(crate::web::assets::security_headers))
+                // The API needs no cookies: it sits outside the session layers.
+                .configure(api::configure)
+                .service(
+                    web::scope("")
+                        .wrap(identity)
+                        .wrap(session)
+                        .configure(crate::web::configure)
+                        .default_service(web::to(crate::web::not_found)),
+                )
+        })
+        .listen(listener)?;
+        if let Some(w) = settings.workers {
+            server = server.workers(w.max(1));
+        }
+        let server = server.shutdown_timeout(10).run();
+        Ok(Self { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle to stop the server gracefully (what SIGTERM does).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM (or the handle stops it), then writes the
+    /// pending last-used times so no accepted use is lost.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        let last_used = self.state.verifier.last_used().clone();
+        match last_used.flush(&self.state.pool).await {
+            Ok(n) => tracing::info!(keys = n, "flushed pending last-used times"),
+            Err(e) => tracing::error!(error = ?e, "final last-used flush failed"),
+        }
+        served.context("server failed")
+    }
+}
+
+/// Flushes last-used times every few seconds; prunes old sessions hourly.
+fn spawn_housekeeping(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let every = Duration::from_secs(state.settings.last_used_flush_seconds.max(1));
+        let mut tick = actix_web::rt::time::interval(every);
+        let mut since_prune = Duration::ZERO;
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.verifier.last_used().flush(&state.pool).await {
+                tracing::warn!(error = ?e, "last-used flush failed; will retry");
+            }
+            since_prune += every;
+            if since_prune >= Duration::from_secs(3600) {
+                since_prune = Duration::ZERO;
+                let max_age = chrono::Duration::hours(state.settings.session_max_hours as i64);
+                let pruned = db::run(&state.pool, move |conn| {
+                    Ok(crate::accounts::sessions::delete_expired(conn, crate::time::now(), max_age)?)
+                })
+                .await;
+                if let Err(e) = pruned {
+                    tracing::warn!(error = ?e, "session pruning failed");
+                }
+            }
+        }
+    });
+}
+
+/// The cookie signing/encryption key: generated on first start into the data
+/// dir (mode 0600) and reused, so restarts keep people logged in.
+fn session_key(dir: &Path) -> anyhow::Result<Key> {
+    let path = dir.join("session.key");
+    if path.exists() {
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return Key::try_from(bytes.as_slice())
+            .map_err(|_| anyhow::anyhow!("{} is not a valid 64-byte key", path.display()));
+    }
+    let key = Key::generate();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(&path)
+        .and_then(|mut f| f.write_all(key.master()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}

@@ -1,0 +1,55 @@
+//! Wall-clock helpers. Times are stored as UTC `Timestamp`s with microsecond
+//! precision, the finest both SQLite (text) and PostgreSQL keep alike.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, Utc};
+
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+pub fn rfc3339(t: NaiveDateTime) -> String {
+    DateTime::<Utc>::from_naive_utc_and_offset(t, Utc).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// "2026-11-22 05:33 UTC"
+pub fn exact(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// "3 minutes ago", "in 5 days", "just now".
+pub fn relative(t: NaiveDateTime, now: NaiveDateTime) -> String {
+    let secs = (now - t).num_seconds();
+    let (future, s) = if secs < 0 { (true, -secs) } else { (false, secs) };
+    if s < 45 {
+        return if future { "in a few seconds".into() } else { "just now".into() };
+    }
+    let (n, unit) = match s {
+        s if s < 90 * 60 => ((s + 30) / 60, "minute"),
+        s if s < 36 * 3600 => ((s + 1800) / 3600, "hour"),
+        s if s < 45 * 86400 => ((s + 43200) / 86400, "day"),
+        s if s < 548 * 86400 => ((s + 15 * 86400) / (30 * 86400), "month"),
+        s => ((s + 182 * 86400) / (365 * 86400), "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if future {
+        format!("in {n} {unit}{plural}")
+    } else {
+        format!("{n} {unit}{plural} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let n = now();
+        assert_eq!(relative(n, n), "just now");
+        assert_eq!(relative(n - Duration::minutes(3), n), "3 minutes ago");
+        assert_eq!(relative(n - Duration::minutes(1), n), "1 minute ago");
+        assert_eq!(relative(n + Duration::days(5), n), "in 5 days");
+        assert_eq!(relative(n - Duration::hours(2), n), "2 hours ago");
+    }
+}

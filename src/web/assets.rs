@@ -1,0 +1,72 @@
+//! Static files compiled into the binary, and the headers every response
+//! carries (SPEC §6).
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+
+const STYLE: &str = include_str!("../../static/style.css");
+const SCRIPT: &str = include_str!("../../static/app.js");
+const FAVICON: &str = include_str!("../../static/favicon.svg");
+
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(body)
+}
+
+async fn style() -> HttpResponse {
+    asset("text/css; charset=utf-8", STYLE)
+}
+async fn script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+async fn favicon() -> HttpResponse {
+    asset("image/svg+xml", FAVICON)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/style.css", web::get().to(style))
+        .route("/static/app.js", web::get().to(script))
+        .route("/static/favicon.svg", web::get().to(favicon))
+        .route("/favicon.ico", web::get().to(favicon));
+}
+
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    connect-src 'self'; form-action 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Security headers on every response; `no-store` on everything but the
+/// static assets, since most pages are behind the login and the rest hold
+/// CSRF tokens. HSTS only when the public URL is https.
+pub async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let hsts = req
+        .app_data::<web::Data<crate::state::AppState>>()
+        .is_some_and(|s| s.settings.is_https());
+    let is_asset = req.path().starts_with("/static/") || req.path() == "/favicon.ico";
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let mut res = next.call(req).await?;
+    tracing::debug!(target: "keyward::http", %method, path = ?path, status = res.status().as_u16());
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    if !is_asset {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if hsts {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    Ok(res)
+}

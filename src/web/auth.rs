@@ -1,0 +1,247 @@
+//! Register, log in, log out, and the account page.
+
+use actix_identity::Identity;
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::session::{log_in, safe_next};
+use super::{csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields, Page, WebError};
+use crate::accounts::domain::{Email, Password, Username};
+use crate::accounts::{self, RegisterError};
+use crate::config::Registration;
+use crate::state::AppState;
+
+fn addr(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "register.html")]
+struct RegisterPage {
+    page: Page,
+    open: bool,
+    username: String,
+    email: String,
+    errors: FieldErrors,
+}
+
+async fn register_form(
+    session: Session,
+    state: web::Data<AppState>,
+    user: Option<CurrentUser>,
+) -> Result<HttpResponse, WebError> {
+    if user.is_some() {
+        return Ok(redirect("/keys"));
+    }
+    let open = state.settings.registration == Registration::Open;
+    render(
+        StatusCode::OK,
+        &RegisterPage {
+            page: Page::new(&session, &state, None, "Create an account"),
+            open,
+            username: String::new(),
+            email: String::new(),
+            errors: FieldErrors::default(),
+        },
+    )
+}
+
+async fn register(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    if state.settings.registration != Registration::Open {
+        return Err(WebError::Forbidden("Registration is closed. Ask an administrator for an account."));
+    }
+    let mut errors = FieldErrors::default();
+    let username = Username::parse(form.get("username")).map_err(|e| errors.add("username", e)).ok();
+    let email = Email::parse(form.get("email")).map_err(|e| errors.add("email", e)).ok();
+    let password = Password::parse(form.get("password")).map_err(|e| errors.add("password", e)).ok();
+    if form.get("password") != form.get("password_confirm") {
+        errors.add("password_confirm", "The two passwords do not match.");
+    }
+    let rerender = |errors: FieldErrors| {
+        render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &RegisterPage {
+                page: Page::new(&session, &state, None, "Create an account"),
+                open: true,
+                username: form.get("username").to_owned(),
+                email: form.get("email").to_owned(),
+                errors,
+            },
+        )
+    };
+    let (Some(username), Some(email), Some(password), true) = (username, email, password, errors.is_empty()) else {
+        return rerender(errors);
+    };
+    let user = match accounts::register(&state.pool, username, email, password).await {
+        Ok(u) => u,
+        Err(RegisterError::UsernameTaken) => {
+            errors.add("username", "That username is taken. Choose another.");
+            return rerender(errors);
+        }
+        Err(RegisterError::EmailTaken) => {
+            errors.add("email", "An account with this email address already exists. Log in, or reset its password.");
+            return rerender(errors);
+        }
+        Err(RegisterError::Unexpected(e)) => return Err(e.into()),
+    };
+    tracing::info!(target: "keyward::audit", event = "registered", user = %user.username, addr = %addr(&req));
+    log_in(&req, &state, &user).await?;
+    flash(&session, format!("Welcome, {}! Create your first API key below.", user.username));
+    Ok(redirect("/keys"))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: Page,
+    username: String,
+    next: String,
+    error: String,
+}
+
+#[derive(serde::Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_form(
+    session: Session,
+    state: web::Data<AppState>,
+    query: Option<web::Query<NextQuery>>,
+    user: Option<CurrentUser>,
+) -> Result<HttpResponse, WebError> {
+    let next = query.and_then(|q| q.into_inner().next).map(|n| safe_next(&n)).unwrap_or_default();
+    if user.is_some() {
+        return Ok(redirect(if next.is_empty() { "/keys" } else { &next }));
+    }
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            page: Page::new(&session, &state, None, "Log in"),
+            username: String::new(),
+            next,
+            error: String::new(),
+        },
+    )
+}
+
+async fn login(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    let username = form.get("username");
+    let password = form.get("password");
+    let user = if password.is_empty() || password.chars().count() > crate::accounts::domain::PASSWORD_MAX {
+        None
+    } else {
+        accounts::authenticate(&state.pool, username, password.to_owned()).await?
+    };
+    let Some(user) = user else {
+        tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %addr(&req));
+        return render(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                page: Page::new(&session, &state, None, "Log in"),
+                username: username.to_owned(),
+                next: safe_next(form.get("next")),
+                error: "Incorrect username or password.".into(),
+            },
+        );
+    };
+    tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %addr(&req));
+    // A fresh CSRF token for the logged-in session.
+    session.remove("csrf");
+    log_in(&req, &state, &user).await?;
+    let next = form.get("next");
+    Ok(redirect(&if next.is_empty() { "/keys".to_owned() } else { safe_next(next) }))
+}
+
+async fn logout(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    identity: Option<Identity>,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    if let Some(identity) = identity {
+        if let Ok(id) = identity.id() {
+            accounts::end_session(&state.pool, accounts::SessionToken::from_cookie(id)).await?;
+        }
+        identity.logout();
+        tracing::info!(target: "keyward::audit", event = "logout", addr = %addr(&req));
+    }
+    flash(&session, "You have been logged out.");
+    Ok(redirect("/login"))
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    page: Page,
+    email: String,
+    errors: FieldErrors,
+}
+
+async fn account(session: Session, state: web::Data<AppState>, me: CurrentUser) -> Result<HttpResponse, WebError> {
+    render(
+        StatusCode::OK,
+        &AccountPage {
+            page: Page::new(&session, &state, Some(&me.user), "Account"),
+            email: me.user.email.clone(),
+            errors: FieldErrors::default(),
+        },
+    )
+}
+
+async fn change_password(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    let mut errors = FieldErrors::default();
+    let new = Password::parse(form.get("new_password")).map_err(|e| errors.add("new_password", e)).ok();
+    if form.get("new_password") != form.get("new_password_confirm") {
+        errors.add("new_password_confirm", "The two passwords do not match.");
+    }
+    let current_ok = !form.get("current_password").is_empty()
+        && form.get("current_password").chars().count() <= crate::accounts::domain::PASSWORD_MAX
+        && accounts::authenticate(&state.pool, &me.user.username, form.get("current_password").to_owned())
+            .await?
+            .is_some();
+    if !current_ok {
+        errors.add("current_password", "Your current password is not correct.");
+    }
+    let (Some(new), true) = (new, errors.is_empty()) else {
+        return render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &AccountPage { page: Page::new(&session, &state, Some(&me.user), "Account"), email: me.user.email.clone(), errors },
+        );
+    };
+    accounts::change_password(&state.pool, me.user.id, new, Some(me.token.clone())).await?;
+    tracing::info!(target: "keyward::audit", event = "password_changed", user = %me.user.username, addr = %addr(&req));
+    flash(&session, "Your password has been changed. Other sessions have been logged out.");
+    Ok(redirect("/account"))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/register").route(web::get().to(register_form)).route(web::post().to(register)))
+        .service(web::resource("/login").route(web::get().to(login_form)).route(web::post().to(login)))
+        .route("/logout", web::post().to(logout))
+        .route("/account", web::get().to(account))
+        .route("/account/password", web::post().to(change_password));
+}

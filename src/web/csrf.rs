@@ -1,0 +1,31 @@
+//! CSRF protection: a random token per session (synchronizer pattern),
+//! put in every form as `csrf_token` and checked in constant time on every
+//! POST before anything else happens.
+
+use actix_session::Session;
+use subtle::ConstantTimeEq;
+
+use super::forms::FormFields;
+use super::WebError;
+
+const KEY: &str = "csrf";
+
+/// The session's token, created on first use.
+pub fn token(session: &Session) -> String {
+    if let Ok(Some(t)) = session.get::<String>(KEY) {
+        return t;
+    }
+    let t = crate::keys::format::random_base62(32);
+    if let Err(e) = session.insert(KEY, &t) {
+        tracing::error!(error = %e, "cannot store CSRF token");
+    }
+    t
+}
+
+pub fn verify(session: &Session, form: &FormFields) -> Result<(), WebError> {
+    let sent = form.get("csrf_token");
+    match session.get::<String>(KEY) {
+        Ok(Some(expected)) if !sent.is_empty() && bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => Ok(()),
+        _ => Err(WebError::Csrf),
+    }
+}

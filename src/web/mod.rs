@@ -1,0 +1,122 @@
+//! The server-rendered portal: pages, forms, CSRF, flash messages, error
+//! pages and the headers every response carries.
+
+pub mod assets;
+pub mod auth;
+pub mod csrf;
+pub mod error;
+pub mod forms;
+pub mod keys;
+pub mod session;
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+
+pub use error::WebError;
+pub use forms::FormFields;
+pub use session::CurrentUser;
+
+use crate::state::AppState;
+
+/// What the layout needs on every page.
+pub struct Page {
+    pub title: String,
+    pub user: Option<String>,
+    pub csrf: String,
+    pub flash: Option<String>,
+    pub registration_open: bool,
+}
+
+const FLASH: &str = "flash";
+
+impl Page {
+    pub fn new(session: &Session, state: &AppState, user: Option<&crate::accounts::User>, title: &str) -> Self {
+        let flash = session.remove_as::<String>(FLASH).and_then(Result::ok);
+        Self {
+            title: title.to_owned(),
+            user: user.map(|u| u.username.clone()),
+            csrf: csrf::token(session),
+            flash,
+            registration_open: state.settings.registration == crate::config::Registration::Open,
+        }
+    }
+
+    /// For error pages, rendered without access to the session.
+    pub fn anonymous(title: &str) -> Self {
+        Self { title: title.to_owned(), user: None, csrf: String::new(), flash: None, registration_open: false }
+    }
+}
+
+/// Shows `message` on the next page this browser loads.
+pub fn flash(session: &Session, message: impl Into<String>) {
+    if let Err(e) = session.insert(FLASH, message.into()) {
+        tracing::warn!(error = %e, "cannot store flash message");
+    }
+}
+
+pub fn render<T: askama::Template>(status: StatusCode, tpl: &T) -> Result<HttpResponse, WebError> {
+    let body = tpl.render().map_err(|e| anyhow::anyhow!("template failed: {e}"))?;
+    Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body))
+}
+
+pub fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to.to_owned())).finish()
+}
+
+/// Per-field error messages of a form.
+#[derive(Default)]
+pub struct FieldErrors(Vec<(&'static str, String)>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &'static str, msg: impl Into<String>) {
+        if !self.has(field) {
+            self.0.push((field, msg.into()));
+        }
+    }
+    pub fn has(&self, field: &str) -> bool {
+        self.0.iter().any(|(f, _)| *f == field)
+    }
+    pub fn get(&self, field: &str) -> &str {
+        self.0.iter().find(|(f, _)| *f == field).map_or("", |(_, m)| m.as_str())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+async fn index(user: Option<CurrentUser>) -> HttpResponse {
+    if user.is_some() {
+        redirect("/keys")
+    } else {
+        redirect("/login")
+    }
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let ok = crate::db::run(&state.pool, |conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT 1").execute(conn)?;
+        Ok(())
+    })
+    .await;
+    match ok {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(e) => {
+            tracing::error!(error = ?e, "health check failed");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        }
+    }
+}
+
+pub async fn not_found() -> Result<HttpResponse, WebError> {
+    Err(WebError::NotFound)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index))
+        .route("/healthz", web::get().to(healthz))
+        .configure(auth::configure)
+        .configure(keys::configure)
+        .configure(assets::configure);
+}
