@@ -1,0 +1,201 @@
+//! Test harness: the real app on port 0 with its own temporary database, and
+//! a cookie-keeping client with redirects off, one method per endpoint.
+
+#![allow(dead_code)]
+
+use std::sync::Once;
+
+use actix_web::web;
+use keyward::config::Settings;
+use keyward::startup::Application;
+use keyward::state::AppState;
+use reqwest::{Client, Response, StatusCode};
+
+pub const PASSWORD: &str = "a perfectly fine passphrase";
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    /// The default browser (keeps cookies, does not follow redirects).
+    pub client: Client,
+    pub state: web::Data<AppState>,
+    pub handle: actix_web::dev::ServerHandle,
+    pub dir: tempfile::TempDir,
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            keyward::telemetry::init();
+        }
+    });
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::with_data_dir(dir.path());
+    settings.workers = Some(1);
+    settings.last_used_flush_seconds = 1;
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let port = app.port();
+    let state = app.state();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp { address: format!("http://127.0.0.1:{port}"), port, client: browser(), state, handle, dir }
+}
+
+/// A fresh browser: its own cookie jar, no redirects followed.
+pub fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The value of the first `csrf_token` hidden field in a page.
+pub fn csrf_in(html: &str) -> String {
+    let marker = r#"name="csrf_token" value=""#;
+    let start = html.find(marker).expect("page has a csrf_token field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// The full key shown once on the creation page.
+pub fn new_key_in(html: &str) -> Option<String> {
+    let marker = r#"<code id="new-key">"#;
+    let start = html.find(marker)? + marker.len();
+    Some(html[start..].split('<').next()?.trim().to_owned())
+}
+
+pub fn location(res: &Response) -> String {
+    res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get_with(&self, client: &Client, path: &str) -> Response {
+        client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.get_with(&self.client, path).await
+    }
+
+    pub async fn get_html(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// A CSRF token of `client`'s session (read from the login page, which
+    /// every visitor can load).
+    pub async fn csrf_for(&self, client: &Client) -> String {
+        let page = self.get_with(client, "/login").await.text().await.unwrap();
+        if page.contains(r#"name="csrf_token""#) {
+            csrf_in(&page)
+        } else {
+            // Logged in: /login redirects, so take it from the keys page.
+            csrf_in(&self.get_with(client, "/keys/new").await.text().await.unwrap())
+        }
+    }
+
+    /// POSTs a form with `client`'s valid CSRF token added.
+    pub async fn post_form_with(&self, client: &Client, path: &str, fields: &[(&str, &str)]) -> Response {
+        let token = self.csrf_for(client).await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf_token", &token));
+        client.post(self.url(path)).form(&all).send().await.expect("POST")
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.post_form_with(&self.client, path, fields).await
+    }
+
+    pub async fn register_with(&self, client: &Client, username: &str, email: &str, password: &str) -> Response {
+        self.post_form_with(
+            client,
+            "/register",
+            &[("username", username), ("email", email), ("password", password), ("password_confirm", password)],
+        )
+        .await
+    }
+
+    pub async fn register(&self, username: &str) -> Response {
+        self.register_with(&self.client, username, &format!("{username}@example.com"), PASSWORD).await
+    }
+
+    pub async fn login_with(&self, client: &Client, username: &str, password: &str) -> Response {
+        self.post_form_with(client, "/login", &[("username", username), ("password", password)]).await
+    }
+
+    pub async fn logout_with(&self, client: &Client) -> Response {
+        let token = csrf_in(&self.get_with(client, "/keys").await.text().await.unwrap());
+        client.post(self.url("/logout")).form(&[("csrf_token", token.as_str())]).send().await.unwrap()
+    }
+
+    /// Creates a key through the page and returns (response status, page html).
+    pub async fn create_key_with(
+        &self,
+        client: &Client,
+        name: &str,
+        scopes: &[&str],
+        expires_in_days: &str,
+    ) -> (StatusCode, String) {
+        let mut fields = vec![("name", name), ("expires_in_days", expires_in_days)];
+        for s in scopes {
+            fields.push(("scopes", s));
+        }
+        let res = self.post_form_with(client, "/keys", &fields).await;
+        let status = res.status();
+        (status, res.text().await.unwrap())
+    }
+
+    /// Creates a key for the default browser's user; returns the full key.
+    pub async fn create_key(&self, name: &str, scopes: &[&str]) -> String {
+        let (status, html) = self.create_key_with(&self.client, name, scopes, "").await;
+        assert_eq!(status, StatusCode::OK, "key creation failed: {html}");
+        new_key_in(&html).expect("the new key is shown")
+    }
+
+    /// A registered and logged-in user in the default browser.
+    pub async fn signed_up(&self, username: &str) {
+        let res = self.register(username).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "registration failed");
+    }
+
+    pub async fn api_get(&self, path: &str, key: &str) -> Response {
+        Client::new().get(self.url(path)).bearer_auth(key).send().await.unwrap()
+    }
+
+    pub async fn api_delete(&self, path: &str, key: &str) -> Response {
+        Client::new().delete(self.url(path)).bearer_auth(key).send().await.unwrap()
+    }
+
+    /// Row of the keys page for a key, by its display prefix.
+    pub async fn key_row(&self, client: &Client, prefix: &str) -> Option<String> {
+        let html = self.get_with(client, "/keys").await.text().await.unwrap();
+        let marker = format!(r#"data-key-prefix="{prefix}""#);
+        let start = html.find(&marker)?;
+        let end = html[start..].find("</tr>")? + start;
+        Some(html[start..end].to_owned())
+    }
+}
+
+/// `kw_XXXXXXXX` of a full key.
+pub fn prefix_of(key: &str) -> String {
+    key[..key.rfind('_').unwrap()].to_owned()
+}
+
+/// The 8-character id of a full key.
+pub fn id_of(key: &str) -> String {
+    let p = prefix_of(key);
+    p[p.find('_').unwrap() + 1..].to_owned()
+}
