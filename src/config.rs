@@ -97,11 +97,57 @@ pub struct Settings {
     #[arg(long, env = "KEYWARD_REGISTRATION", value_enum, default_value = "open", global = true)]
     pub registration: Registration,
     /// A session unused this long ends.
-    #[arg(long, env = "KEYWARD_SESSION_IDLE_MINUTES", default_value_t = 30, global = true)]
-    pub session_idle_minutes: u64,
+    #[arg(
+        long,
+        env = "KEYWARD_SESSION_IDLE_MINUTES",
+        default_value_t = 30.0,
+        global = true
+    )]
+    pub session_idle_minutes: f64,
     /// A session ends this long after login, used or not.
-    #[arg(long, env = "KEYWARD_SESSION_MAX_HOURS", default_value_t = 12, global = true)]
-    pub session_max_hours: u64,
+    #[arg(
+        long,
+        env = "KEYWARD_SESSION_MAX_HOURS",
+        default_value_t = 12.0,
+        global = true
+    )]
+    pub session_max_hours: f64,
+    /// Failed logins (per username, and per address) before answers are slowed down.
+    #[arg(
+        long,
+        env = "KEYWARD_LOGIN_MAX_FAILURES",
+        default_value_t = 5,
+        global = true,
+        hide = true
+    )]
+    pub login_max_failures: u32,
+    /// Failed logins are counted over this many seconds.
+    #[arg(
+        long,
+        env = "KEYWARD_LOGIN_WINDOW_SECONDS",
+        default_value_t = 900,
+        global = true,
+        hide = true
+    )]
+    pub login_window_seconds: u64,
+    /// First lock-out after too many failures; doubles with each further failure.
+    #[arg(
+        long,
+        env = "KEYWARD_LOGIN_LOCKOUT_SECONDS",
+        default_value_t = 30,
+        global = true,
+        hide = true
+    )]
+    pub login_lockout_seconds: u64,
+    /// Lifetime of a password-reset link.
+    #[arg(
+        long,
+        env = "KEYWARD_RESET_TOKEN_MINUTES",
+        default_value_t = 30,
+        global = true,
+        hide = true
+    )]
+    pub reset_token_minutes: u64,
     /// How often pending last-used times are written to the database.
     #[arg(long, env = "KEYWARD_LAST_USED_FLUSH_SECONDS", default_value_t = 2, global = true, hide = true)]
     pub last_used_flush_seconds: u64,
@@ -125,8 +171,12 @@ impl Settings {
             key_prefix: KeyTag::parse("kw").expect("valid default tag"),
             scopes: "read,write".into(),
             registration: Registration::Open,
-            session_idle_minutes: 30,
-            session_max_hours: 12,
+            session_idle_minutes: 30.0,
+            session_max_hours: 12.0,
+            login_max_failures: 5,
+            login_window_seconds: 900,
+            login_lockout_seconds: 30,
+            reset_token_minutes: 30,
             last_used_flush_seconds: 2,
             workers: None,
         }
@@ -146,6 +196,16 @@ impl Settings {
     /// The base URL without a trailing slash.
     pub fn base_url(&self) -> &str {
         self.base_url.trim_end_matches('/')
+    }
+
+    /// Idle timeout of a browser session.
+    pub fn session_idle(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((self.session_idle_minutes * 60.0).clamp(1.0, 1e9))
+    }
+
+    /// Absolute lifetime of a browser session.
+    pub fn session_max(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((self.session_max_hours * 3600.0).clamp(1.0, 1e10))
     }
 
     /// Every scope a key may carry: the built-ins, then the configured ones.

@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod keys;
+pub mod mail;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

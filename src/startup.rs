@@ -17,6 +17,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
+use crate::accounts::throttle::{LoginThrottle, RateLimit};
 use crate::config::Settings;
 use crate::keys::{LastUsed, Verifier};
 use crate::state::AppState;
@@ -49,14 +50,29 @@ impl Application {
         let last_used = Arc::new(LastUsed::default());
         let verifier = Arc::new(Verifier::new(pool.clone(), last_used.clone()));
         let settings = Arc::new(settings);
-        let state = web::Data::new(AppState { pool, settings: settings.clone(), verifier: verifier.clone(), scopes });
+        let mailer = Arc::new(crate::mail::Mailer::from_settings(&settings)?);
+        tracing::info!(transport = mailer.describe(), "mail configured");
+        let state = web::Data::new(AppState {
+            pool,
+            settings: settings.clone(),
+            verifier: verifier.clone(),
+            scopes,
+            mailer,
+            login_throttle: LoginThrottle::new(
+                settings.login_max_failures,
+                Duration::from_secs(settings.login_window_seconds),
+                Duration::from_secs(settings.login_lockout_seconds),
+            ),
+            reset_per_account: RateLimit::new(3, Duration::from_secs(15 * 60)),
+            reset_per_address: RateLimit::new(10, Duration::from_secs(15 * 60)),
+        });
 
         spawn_housekeeping(state.clone());
 
         let https = settings.is_https();
         let cookie_name = if https { "__Host-keyward" } else { "keyward" };
-        let idle = Duration::from_secs(settings.session_idle_minutes.max(1) * 60);
-        let max = Duration::from_secs(settings.session_max_hours.max(1) * 3600);
+        let idle = settings.session_idle();
+        let max = settings.session_max();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
@@ -133,7 +149,8 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             since_prune += every;
             if since_prune >= Duration::from_secs(3600) {
                 since_prune = Duration::ZERO;
-                let max_age = chrono::Duration::hours(state.settings.session_max_hours as i64);
+                let max_age = chrono::Duration::from_std(state.settings.session_max())
+                    .unwrap_or(chrono::Duration::hours(12));
                 let pruned = db::run(&state.pool, move |conn| {
                     Ok(crate::accounts::sessions::delete_expired(conn, crate::time::now(), max_age)?)
                 })

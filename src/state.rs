@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::accounts::throttle::{LoginThrottle, RateLimit};
 use crate::config::Settings;
 use crate::db::Pool;
 use crate::keys::Verifier;
+use crate::mail::Mailer;
 
 pub struct AppState {
     pub pool: Pool,
@@ -12,4 +14,11 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Every scope a key may carry, built-ins first.
     pub scopes: Vec<String>,
+    pub mailer: Arc<Mailer>,
+    /// Failed logins, keyed `u:{username}` and `a:{address}`.
+    pub login_throttle: LoginThrottle,
+    /// Reset requests per account (silently dropped beyond the limit).
+    pub reset_per_account: RateLimit,
+    /// Reset requests per client address (429 beyond the limit).
+    pub reset_per_address: RateLimit,
 }

@@ -3,7 +3,9 @@
 pub mod common_passwords;
 pub mod domain;
 pub mod password;
+pub mod reset;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 use chrono::Duration;
@@ -103,6 +105,52 @@ pub async fn change_password(pool: &Pool, user_id: i64, new: Password, keep: Opt
             Ok(())
         })?;
         Ok(())
+    })
+    .await
+}
+
+/// Issues a reset token when an account has this email address. The caller
+/// must answer the same whether or not one was issued.
+pub async fn request_password_reset(
+    pool: &Pool,
+    email: String,
+    lifetime: Duration,
+) -> anyhow::Result<Option<(User, reset::ResetToken)>> {
+    let email = email.trim().to_lowercase();
+    db::run(pool, move |conn| {
+        let Some(user) = users::find_by_email(conn, &email)? else {
+            return Ok(None);
+        };
+        let token = reset::issue(conn, user.id, crate::time::now(), lifetime)?;
+        Ok(Some((user, token)))
+    })
+    .await
+}
+
+pub async fn reset_token_user(
+    pool: &Pool,
+    token: reset::ResetToken,
+) -> anyhow::Result<Option<User>> {
+    db::run(pool, move |conn| {
+        Ok(reset::find_user(conn, &token, crate::time::now())?)
+    })
+    .await
+}
+
+/// Sets a new password through a reset token; ends every session of the
+/// user. None when the token is unknown, expired or used.
+pub async fn reset_password(
+    pool: &Pool,
+    token: reset::ResetToken,
+    new: Password,
+) -> anyhow::Result<Option<User>> {
+    // Cheap pre-check so a dead link costs no Argon2 work.
+    if reset_token_user(pool, token.clone()).await?.is_none() {
+        return Ok(None);
+    }
+    let hash = password::hash(new).await?;
+    db::run(pool, move |conn| {
+        Ok(reset::redeem(conn, &token, &hash, crate::time::now())?)
     })
     .await
 }

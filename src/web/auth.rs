@@ -142,23 +142,54 @@ async fn login(
     csrf::verify(&session, &form)?;
     let username = form.get("username");
     let password = form.get("password");
-    let user = if password.is_empty() || password.chars().count() > crate::accounts::domain::PASSWORD_MAX {
+    let login_page = |status: StatusCode, error: String| {
+        render(
+            status,
+            &LoginPage {
+                page: Page::new(&session, &state, None, "Log in"),
+                username: username.to_owned(),
+                next: safe_next(form.get("next")),
+                error,
+            },
+        )
+    };
+    // Throttled per username and per address, before any Argon2 work.
+    let keys = [
+        format!("u:{}", username.trim().to_ascii_lowercase()),
+        format!("a:{}", addr(&req)),
+    ];
+    if let Some(wait) = keys
+        .iter()
+        .find_map(|k| state.login_throttle.check(k).err())
+    {
+        let secs = wait.as_secs() + 1;
+        tracing::info!(target: "keyward::audit", event = "login_throttled", user = ?username, addr = %addr(&req));
+        let mut res = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed attempts. Wait {secs} seconds, then try again."),
+        )?;
+        res.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(secs),
+        );
+        return Ok(res);
+    }
+    let user = if password.is_empty()
+        || password.chars().count() > crate::accounts::domain::PASSWORD_MAX
+    {
         None
     } else {
         accounts::authenticate(&state.pool, username, password.to_owned()).await?
     };
     let Some(user) = user else {
         tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %addr(&req));
-        return render(
+        keys.iter().for_each(|k| state.login_throttle.fail(k));
+        return login_page(
             StatusCode::UNAUTHORIZED,
-            &LoginPage {
-                page: Page::new(&session, &state, None, "Log in"),
-                username: username.to_owned(),
-                next: safe_next(form.get("next")),
-                error: "Incorrect username or password.".into(),
-            },
+            "Incorrect username or password.".into(),
         );
     };
+    keys.iter().for_each(|k| state.login_throttle.succeed(k));
     tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %addr(&req));
     // A fresh CSRF token for the logged-in session.
     session.remove("csrf");
@@ -233,6 +264,7 @@ async fn change_password(
         );
     };
     accounts::change_password(&state.pool, me.user.id, new, Some(me.token.clone())).await?;
+    super::password::send_changed_notice(&state, &me.user);
     tracing::info!(target: "keyward::audit", event = "password_changed", user = %me.user.username, addr = %addr(&req));
     flash(&session, "Your password has been changed. Other sessions have been logged out.");
     Ok(redirect("/account"))

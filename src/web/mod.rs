@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod error;
 pub mod forms;
 pub mod keys;
+pub mod password;
 pub mod session;
 
 use actix_session::Session;
@@ -118,5 +119,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .configure(auth::configure)
         .configure(keys::configure)
+        .configure(password::configure)
         .configure(assets::configure);
 }

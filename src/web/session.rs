@@ -47,7 +47,8 @@ impl FromRequest for CurrentUser {
                 .ok_or_else(|| anyhow::anyhow!("AppState missing"))?
                 .clone();
             let token = SessionToken::from_cookie(id);
-            let max_age = Duration::hours(state.settings.session_max_hours as i64);
+            let max_age =
+                Duration::from_std(state.settings.session_max()).unwrap_or(Duration::hours(12));
             match accounts::session_user(&state.pool, token.clone(), max_age).await? {
                 Some(user) => Ok(CurrentUser { user, token }),
                 None => {

@@ -199,3 +199,79 @@ pub fn id_of(key: &str) -> String {
     let p = prefix_of(key);
     p[p.find('_').unwrap() + 1..].to_owned()
 }
+
+// ---- Browsers, users and the database -------------------------------------
+
+/// A fresh browser whose cookie jar the test can read (to copy a cookie).
+pub fn browser_with_jar() -> (Client, std::sync::Arc<reqwest::cookie::Jar>) {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    (client, jar)
+}
+
+/// A browser that sends exactly `cookie` as its `Cookie` header and keeps no jar.
+pub fn browser_with_cookie(cookie: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::COOKIE, cookie.parse().expect("cookie header value"));
+    Client::builder()
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The part of a full key after the display prefix: secret and checksum.
+pub fn secret_of(key: &str) -> String {
+    key[key.rfind('_').unwrap() + 1..].to_owned()
+}
+
+/// The inner HTML of the first cell with `class` in a table row.
+pub fn cell(row: &str, class: &str) -> String {
+    let marker = format!(r#"class="{class}""#);
+    let Some(start) = row.find(&marker) else { return String::new() };
+    let end = row[start..].find("</td>").map_or(row.len(), |e| e + start);
+    row[start + marker.len()..end].to_owned()
+}
+
+impl TestApp {
+    /// A new browser with a newly registered, logged-in user.
+    pub async fn new_user(&self, username: &str) -> Client {
+        let client = browser();
+        let res = self.register_with(&client, username, &format!("{username}@example.com"), PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "registration of {username} failed");
+        client
+    }
+
+    /// Creates a key in `client`'s session; returns the full key.
+    pub async fn create_key_for(&self, client: &Client, name: &str, scopes: &[&str]) -> String {
+        let (status, html) = self.create_key_with(client, name, scopes, "").await;
+        assert_eq!(status, StatusCode::OK, "key creation failed: {html}");
+        new_key_in(&html).expect("the new key is shown")
+    }
+
+    /// A direct database connection, to arrange or check what pages cannot.
+    pub fn db(&self) -> keyward::db::PooledConn {
+        self.state.pool.get().expect("database connection")
+    }
+
+    pub fn key_count(&self) -> i64 {
+        use diesel::prelude::*;
+        use keyward::db::schema::api_keys;
+        api_keys::table.count().get_result(&mut *self.db()).expect("count keys")
+    }
+
+    pub fn user_count(&self) -> i64 {
+        use diesel::prelude::*;
+        use keyward::db::schema::users;
+        users::table.count().get_result(&mut *self.db()).expect("count users")
+    }
+
+    /// Whether `client` is logged in (the keys page shows rather than redirects).
+    pub async fn is_logged_in(&self, client: &Client) -> bool {
+        self.get_with(client, "/keys").await.status() == StatusCode::OK
+    }
+}

@@ -1,3 +1,9 @@
 mod helpers;
 
+mod api;
+mod bad_input;
+mod logs;
+mod mailbox;
+mod pages;
+mod password;
 mod smoke;

@@ -1,0 +1,179 @@
+//! Outgoing mail with lettre: SMTP from `KEYWARD_SMTP_URL`, or, without it,
+//! `.eml` files in `DATA_DIR/outbox/`. Sending never blocks a page: mail
+//! goes out on a blocking worker and failures are logged. Message bodies
+//! (which hold reset links) are never logged.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::Body;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{Message, SmtpTransport, Transport as _};
+
+use crate::config::Settings;
+
+enum Transport {
+    Smtp(Box<SmtpTransport>),
+    Outbox(PathBuf),
+}
+
+pub struct Mailer {
+    from: Mailbox,
+    transport: Transport,
+}
+
+/// What a mail is for, in logs.
+#[derive(Clone, Copy, Debug)]
+pub enum MailKind {
+    PasswordReset,
+    PasswordChanged,
+}
+
+impl Mailer {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let from: Mailbox = settings.mail_from.parse().with_context(|| {
+            format!(
+                "KEYWARD_MAIL_FROM {:?} is not a valid mailbox",
+                settings.mail_from
+            )
+        })?;
+        let transport = match &settings.smtp_url {
+            Some(url) if !url.0.trim().is_empty() => {
+                Transport::Smtp(Box::new(smtp_transport(url.0.trim())?))
+            }
+            _ => Transport::Outbox(settings.data_dir.join("outbox")),
+        };
+        Ok(Self { from, transport })
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self.transport {
+            Transport::Smtp(_) => "smtp",
+            Transport::Outbox(_) => "outbox",
+        }
+    }
+
+    /// Queues a plain-text mail and returns at once.
+    pub fn send_in_background(
+        self: &Arc<Self>,
+        to: &str,
+        subject: &str,
+        body: String,
+        kind: MailKind,
+    ) {
+        let message = match self.build(to, subject, body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = ?e, ?kind, "cannot build mail");
+                return;
+            }
+        };
+        let mailer = self.clone();
+        actix_web::rt::spawn(async move {
+            match actix_web::web::block(move || mailer.deliver(&message)).await {
+                Ok(Ok(where_)) => {
+                    tracing::info!(target: "keyward::mail", ?kind, delivered = %where_, "mail sent")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(target: "keyward::mail", ?kind, error = ?e, "mail delivery failed")
+                }
+                Err(e) => {
+                    tracing::error!(target: "keyward::mail", ?kind, error = ?e, "mail task failed")
+                }
+            }
+        });
+    }
+
+    fn build(&self, to: &str, subject: &str, body: String) -> anyhow::Result<Message> {
+        let to: Mailbox = to.parse().context("invalid recipient")?;
+        // 7bit whenever possible, so that a reset link stays on one line,
+        // unbroken by quoted-printable.
+        // SMTP wants CRLF line ends; bare LFs would force an encoding too.
+        let body = body.replace("\r\n", "\n").replace('\n', "\r\n");
+        // lettre's own 7bit choice stops at 76-character lines; RFC 5322
+        // allows 998, which is what we check before sending the text as is.
+        let plain = body.is_ascii() && !body.contains('\0') && body.split("\r\n").all(|l| l.len() <= 998);
+        let body = if plain {
+            Body::dangerous_pre_encoded(body.into_bytes(), ContentTransferEncoding::SevenBit)
+        } else {
+            Body::new(body)
+        };
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .context("building message")
+    }
+
+    /// Sends one message synchronously; says where it went.
+    fn deliver(&self, message: &Message) -> anyhow::Result<String> {
+        match &self.transport {
+            Transport::Smtp(t) => {
+                t.send(message).context("SMTP send failed")?;
+                Ok("smtp".into())
+            }
+            Transport::Outbox(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let name = format!(
+                    "{}-{}.eml",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+                    crate::keys::format::random_base62(8)
+                );
+                let path = dir.join(name);
+                std::fs::write(&path, message.formatted())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(path.display().to_string())
+            }
+        }
+    }
+}
+
+/// `smtps://` is implicit TLS (port 465 by default). `smtp://` requires
+/// STARTTLS (port 587 by default), except on a loopback host, where a local
+/// relay without TLS is accepted (STARTTLS is still used when offered), or
+/// when `?tls=opportunistic` is given.
+fn smtp_transport(raw: &str) -> anyhow::Result<SmtpTransport> {
+    let url =
+        url::Url::parse(raw).map_err(|_| anyhow::anyhow!("KEYWARD_SMTP_URL is not a valid URL"))?;
+    let host = url
+        .host_str()
+        .context("KEYWARD_SMTP_URL has no host")?
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let opportunistic = url
+        .query_pairs()
+        .any(|(k, v)| k == "tls" && (v == "opportunistic" || v == "none"))
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let mut builder = match url.scheme() {
+        "smtps" => SmtpTransport::relay(&host)?.port(url.port().unwrap_or(465)),
+        "smtp" if opportunistic => {
+            let params = TlsParameters::new(host.clone())?;
+            SmtpTransport::builder_dangerous(&host)
+                .port(url.port().unwrap_or(587))
+                .tls(Tls::Opportunistic(params))
+        }
+        "smtp" => SmtpTransport::starttls_relay(&host)?.port(url.port().unwrap_or(587)),
+        other => anyhow::bail!("KEYWARD_SMTP_URL scheme must be smtp or smtps, not {other}"),
+    };
+    if !url.username().is_empty() {
+        let user = percent_encoding::percent_decode_str(url.username())
+            .decode_utf8_lossy()
+            .into_owned();
+        let pass = percent_encoding::percent_decode_str(url.password().unwrap_or(""))
+            .decode_utf8_lossy()
+            .into_owned();
+        builder = builder.credentials(Credentials::new(user, pass));
+    }
+    Ok(builder.timeout(Some(Duration::from_secs(15))).build())
+}

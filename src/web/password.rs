@@ -1,0 +1,251 @@
+//! Forgotten passwords: request a link by email, then set a new password.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use chrono::Duration;
+
+use super::{csrf, flash, redirect, render, FieldErrors, FormFields, Page, WebError};
+use crate::accounts::domain::{Email, Password};
+use crate::accounts::reset::ResetToken;
+use crate::accounts::{self, User};
+use crate::mail::MailKind;
+use crate::state::AppState;
+
+fn addr(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "forgot.html")]
+struct ForgotPage {
+    page: Page,
+    email: String,
+    sent: bool,
+    errors: FieldErrors,
+}
+
+async fn forgot_form(
+    session: Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    render(
+        StatusCode::OK,
+        &ForgotPage {
+            page: Page::new(&session, &state, None, "Forgot your password?"),
+            email: String::new(),
+            sent: false,
+            errors: FieldErrors::default(),
+        },
+    )
+}
+
+/// Answers at once and identically whether or not the account exists: the
+/// lookup, the token and the mail all happen after the response, in the
+/// background.
+async fn forgot(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    let email = match Email::parse(form.get("email")) {
+        Ok(e) => e,
+        Err(msg) => {
+            let mut errors = FieldErrors::default();
+            errors.add("email", msg);
+            return render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &ForgotPage {
+                    page: Page::new(&session, &state, None, "Forgot your password?"),
+                    email: form.get("email").to_owned(),
+                    sent: false,
+                    errors,
+                },
+            );
+        }
+    };
+    let address = addr(&req);
+    if !state.reset_per_address.allow(&address) {
+        tracing::info!(target: "keyward::audit", event = "reset_rate_limited", addr = %address);
+        return Err(WebError::TooManyRequests(15 * 60));
+    }
+    if state.reset_per_account.allow(email.as_str()) {
+        let state = state.clone();
+        let lifetime = Duration::minutes(state.settings.reset_token_minutes as i64);
+        actix_web::rt::spawn(async move {
+            match accounts::request_password_reset(&state.pool, email.as_str().to_owned(), lifetime)
+                .await
+            {
+                Ok(Some((user, token))) => {
+                    tracing::info!(target: "keyward::audit", event = "reset_requested", user = %user.username, addr = %address);
+                    send_reset_mail(&state, &user, &token);
+                }
+                Ok(None) => {
+                    tracing::info!(target: "keyward::audit", event = "reset_requested_unknown", addr = %address)
+                }
+                Err(e) => tracing::error!(error = ?e, "reset request failed"),
+            }
+        });
+    } else {
+        tracing::info!(target: "keyward::audit", event = "reset_rate_limited_account", addr = %address);
+    }
+    render(
+        StatusCode::OK,
+        &ForgotPage {
+            page: Page::new(&session, &state, None, "Check your email"),
+            email: String::new(),
+            sent: true,
+            errors: FieldErrors::default(),
+        },
+    )
+}
+
+fn send_reset_mail(state: &AppState, user: &User, token: &ResetToken) {
+    // Built from the configured base URL only, never from request headers.
+    let link = format!(
+        "{}/password/reset?token={}",
+        state.settings.base_url(),
+        token.expose()
+    );
+    let body = format!(
+        "Hello {name},\n\n\
+         Someone (hopefully you) asked to reset the password of your Keyward account \"{name}\".\n\n\
+         Open this link within {mins} minutes to choose a new password:\n\n{link}\n\n\
+         The link works once. If you did not ask for this, ignore this email: your password stays as it is.\n",
+        name = user.username,
+        mins = state.settings.reset_token_minutes,
+    );
+    state.mailer.send_in_background(
+        &user.email,
+        "Reset your Keyward password",
+        body,
+        MailKind::PasswordReset,
+    );
+}
+
+/// Tells the user their password changed, in case it was not them.
+pub fn send_changed_notice(state: &AppState, user: &User) {
+    let body = format!(
+        "Hello {name},\n\n\
+         The password of your Keyward account \"{name}\" was just changed, and every other \
+         session was logged out. Your API keys keep working.\n\n\
+         If this was not you, reset your password at once: {base}/password/forgot\n",
+        name = user.username,
+        base = state.settings.base_url(),
+    );
+    state.mailer.send_in_background(
+        &user.email,
+        "Your Keyward password was changed",
+        body,
+        MailKind::PasswordChanged,
+    );
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+struct ResetPage {
+    page: Page,
+    token: String,
+    valid: bool,
+    errors: FieldErrors,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn reset_form(
+    session: Session,
+    state: web::Data<AppState>,
+    query: Option<web::Query<TokenQuery>>,
+) -> Result<HttpResponse, WebError> {
+    let raw = query.and_then(|q| q.into_inner().token).unwrap_or_default();
+    let valid = match ResetToken::parse(&raw) {
+        Some(t) => accounts::reset_token_user(&state.pool, t).await?.is_some(),
+        None => false,
+    };
+    render(
+        if valid {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        },
+        &ResetPage {
+            page: Page::new(&session, &state, None, "Choose a new password"),
+            token: if valid { raw } else { String::new() },
+            valid,
+            errors: FieldErrors::default(),
+        },
+    )
+}
+
+async fn reset(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    let mut errors = FieldErrors::default();
+    let password = Password::parse(form.get("password"))
+        .map_err(|e| errors.add("password", e))
+        .ok();
+    if form.get("password") != form.get("password_confirm") {
+        errors.add("password_confirm", "The two passwords do not match.");
+    }
+    let token = ResetToken::parse(form.get("token"));
+    let invalid_link = |session: &Session| {
+        render(
+            StatusCode::BAD_REQUEST,
+            &ResetPage {
+                page: Page::new(session, &state, None, "Choose a new password"),
+                token: String::new(),
+                valid: false,
+                errors: FieldErrors::default(),
+            },
+        )
+    };
+    let Some(token) = token else {
+        return invalid_link(&session);
+    };
+    let (Some(password), true) = (password, errors.is_empty()) else {
+        return render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &ResetPage {
+                page: Page::new(&session, &state, None, "Choose a new password"),
+                token: token.expose().to_owned(),
+                valid: true,
+                errors,
+            },
+        );
+    };
+    let Some(user) = accounts::reset_password(&state.pool, token, password).await? else {
+        return invalid_link(&session);
+    };
+    tracing::info!(target: "keyward::audit", event = "password_reset", user = %user.username, addr = %addr(&req));
+    send_changed_notice(&state, &user);
+    flash(
+        &session,
+        "Your password has been reset. Log in with your new password.",
+    );
+    Ok(redirect("/login"))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/password/forgot")
+            .route(web::get().to(forgot_form))
+            .route(web::post().to(forgot)),
+    )
+    .service(
+        web::resource("/password/reset")
+            .route(web::get().to(reset_form))
+            .route(web::post().to(reset)),
+    );
+}
