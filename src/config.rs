@@ -94,23 +94,19 @@ pub struct Settings {
     #[arg(long, env = "KEYWARD_SCOPES", default_value = "read,write", global = true)]
     pub scopes: String,
     /// open, or closed (then only the CLI creates users).
-    #[arg(long, env = "KEYWARD_REGISTRATION", value_enum, default_value = "open", global = true)]
+    #[arg(
+        long,
+        env = "KEYWARD_REGISTRATION",
+        value_enum,
+        default_value = "open",
+        global = true
+    )]
     pub registration: Registration,
     /// A session unused this long ends.
-    #[arg(
-        long,
-        env = "KEYWARD_SESSION_IDLE_MINUTES",
-        default_value_t = 30.0,
-        global = true
-    )]
+    #[arg(long, env = "KEYWARD_SESSION_IDLE_MINUTES", default_value_t = 30.0, global = true)]
     pub session_idle_minutes: f64,
     /// A session ends this long after login, used or not.
-    #[arg(
-        long,
-        env = "KEYWARD_SESSION_MAX_HOURS",
-        default_value_t = 12.0,
-        global = true
-    )]
+    #[arg(long, env = "KEYWARD_SESSION_MAX_HOURS", default_value_t = 12.0, global = true)]
     pub session_max_hours: f64,
     /// Failed logins (per username, and per address) before answers are slowed down.
     #[arg(
@@ -149,7 +145,13 @@ pub struct Settings {
     )]
     pub reset_token_minutes: u64,
     /// How often pending last-used times are written to the database.
-    #[arg(long, env = "KEYWARD_LAST_USED_FLUSH_SECONDS", default_value_t = 2, global = true, hide = true)]
+    #[arg(
+        long,
+        env = "KEYWARD_LAST_USED_FLUSH_SECONDS",
+        default_value_t = 2,
+        global = true,
+        hide = true
+    )]
     pub last_used_flush_seconds: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "KEYWARD_WORKERS", global = true, hide = true)]

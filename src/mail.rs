@@ -36,16 +36,12 @@ pub enum MailKind {
 
 impl Mailer {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let from: Mailbox = settings.mail_from.parse().with_context(|| {
-            format!(
-                "KEYWARD_MAIL_FROM {:?} is not a valid mailbox",
-                settings.mail_from
-            )
-        })?;
+        let from: Mailbox = settings
+            .mail_from
+            .parse()
+            .with_context(|| format!("KEYWARD_MAIL_FROM {:?} is not a valid mailbox", settings.mail_from))?;
         let transport = match &settings.smtp_url {
-            Some(url) if !url.0.trim().is_empty() => {
-                Transport::Smtp(Box::new(smtp_transport(url.0.trim())?))
-            }
+            Some(url) if !url.0.trim().is_empty() => Transport::Smtp(Box::new(smtp_transport(url.0.trim())?)),
             _ => Transport::Outbox(settings.data_dir.join("outbox")),
         };
         Ok(Self { from, transport })
@@ -59,13 +55,7 @@ impl Mailer {
     }
 
     /// Queues a plain-text mail and returns at once.
-    pub fn send_in_background(
-        self: &Arc<Self>,
-        to: &str,
-        subject: &str,
-        body: String,
-        kind: MailKind,
-    ) {
+    pub fn send_in_background(self: &Arc<Self>, to: &str, subject: &str, body: String, kind: MailKind) {
         let message = match self.build(to, subject, body) {
             Ok(m) => m,
             Err(e) => {
@@ -120,8 +110,7 @@ impl Mailer {
                 Ok("smtp".into())
             }
             Transport::Outbox(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
                 let name = format!(
                     "{}-{}.eml",
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
@@ -141,8 +130,7 @@ impl Mailer {
 /// relay without TLS is accepted (STARTTLS is still used when offered), or
 /// when `?tls=opportunistic` is given.
 fn smtp_transport(raw: &str) -> anyhow::Result<SmtpTransport> {
-    let url =
-        url::Url::parse(raw).map_err(|_| anyhow::anyhow!("KEYWARD_SMTP_URL is not a valid URL"))?;
+    let url = url::Url::parse(raw).map_err(|_| anyhow::anyhow!("KEYWARD_SMTP_URL is not a valid URL"))?;
     let host = url
         .host_str()
         .context("KEYWARD_SMTP_URL has no host")?
@@ -152,9 +140,7 @@ fn smtp_transport(raw: &str) -> anyhow::Result<SmtpTransport> {
         .query_pairs()
         .any(|(k, v)| k == "tls" && (v == "opportunistic" || v == "none"))
         || host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let mut builder = match url.scheme() {
         "smtps" => SmtpTransport::relay(&host)?.port(url.port().unwrap_or(465)),
         "smtp" if opportunistic => {

@@ -42,9 +42,12 @@ impl Application {
             .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
         let url = settings.database();
         tracing::info!(database = %url.redacted(), "opening database");
-        let pool = web::block(move || db::connect(&url)).await.context("blocking task failed")??;
+        let pool = web::block(move || db::connect(&url))
+            .await
+            .context("blocking task failed")??;
         let key = session_key(&settings.data_dir)?;
-        let listener = TcpListener::bind(&settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let listener =
+            TcpListener::bind(&settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
 
         let last_used = Arc::new(LastUsed::default());
@@ -82,10 +85,14 @@ impl Application {
                 .cookie_same_site(SameSite::Lax)
                 .cookie_path("/".to_owned())
                 .session_lifecycle(
-                    PersistentSession::default().session_ttl(actix_web::cookie::time::Duration::seconds(max.as_secs() as i64)),
+                    PersistentSession::default()
+                        .session_ttl(actix_web::cookie::time::Duration::seconds(max.as_secs() as i64)),
                 )
                 .build();
-            let identity = IdentityMiddleware::builder().visit_deadline(Some(idle)).login_deadline(Some(max)).build();
+            let identity = IdentityMiddleware::builder()
+                .visit_deadline(Some(idle))
+                .login_deadline(Some(max))
+                .build();
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::Data::from(app_state.verifier.clone()))
@@ -149,10 +156,14 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             since_prune += every;
             if since_prune >= Duration::from_secs(3600) {
                 since_prune = Duration::ZERO;
-                let max_age = chrono::Duration::from_std(state.settings.session_max())
-                    .unwrap_or(chrono::Duration::hours(12));
+                let max_age =
+                    chrono::Duration::from_std(state.settings.session_max()).unwrap_or(chrono::Duration::hours(12));
                 let pruned = db::run(&state.pool, move |conn| {
-                    Ok(crate::accounts::sessions::delete_expired(conn, crate::time::now(), max_age)?)
+                    Ok(crate::accounts::sessions::delete_expired(
+                        conn,
+                        crate::time::now(),
+                        max_age,
+                    )?)
                 })
                 .await;
                 if let Err(e) = pruned {

@@ -21,7 +21,11 @@ pub fn relative(t: NaiveDateTime, now: NaiveDateTime) -> String {
     let secs = (now - t).num_seconds();
     let (future, s) = if secs < 0 { (true, -secs) } else { (false, secs) };
     if s < 45 {
-        return if future { "in a few seconds".into() } else { "just now".into() };
+        return if future {
+            "in a few seconds".into()
+        } else {
+            "just now".into()
+        };
     }
     let (n, unit) = match s {
         s if s < 90 * 60 => ((s + 30) / 60, "minute"),

@@ -126,7 +126,17 @@ mod tests {
     #[test]
     fn emails_are_checked() {
         assert!(Email::parse("a@example.com").is_ok());
-        for bad in ["", "a", "a@b", "@x.com", "a@.com", "a b@x.com", "a@x..com", "a@x\n.com", "a\r@x.com"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@x.com",
+            "a@.com",
+            "a b@x.com",
+            "a@x..com",
+            "a@x\n.com",
+            "a\r@x.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
     }

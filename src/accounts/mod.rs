@@ -82,11 +82,17 @@ pub async fn authenticate(pool: &Pool, username: &str, password: String) -> anyh
 }
 
 pub async fn start_session(pool: &Pool, user_id: i64) -> anyhow::Result<SessionToken> {
-    db::run(pool, move |conn| Ok(sessions::create(conn, user_id, crate::time::now())?)).await
+    db::run(pool, move |conn| {
+        Ok(sessions::create(conn, user_id, crate::time::now())?)
+    })
+    .await
 }
 
 pub async fn session_user(pool: &Pool, token: SessionToken, max_age: Duration) -> anyhow::Result<Option<User>> {
-    db::run(pool, move |conn| Ok(sessions::find_user(conn, &token, crate::time::now(), max_age)?)).await
+    db::run(pool, move |conn| {
+        Ok(sessions::find_user(conn, &token, crate::time::now(), max_age)?)
+    })
+    .await
 }
 
 pub async fn end_session(pool: &Pool, token: SessionToken) -> anyhow::Result<()> {
@@ -95,7 +101,12 @@ pub async fn end_session(pool: &Pool, token: SessionToken) -> anyhow::Result<()>
 
 /// Sets a new password and ends every session of the user except `keep`.
 /// API keys are not touched: they keep working.
-pub async fn change_password(pool: &Pool, user_id: i64, new: Password, keep: Option<SessionToken>) -> anyhow::Result<()> {
+pub async fn change_password(
+    pool: &Pool,
+    user_id: i64,
+    new: Password,
+    keep: Option<SessionToken>,
+) -> anyhow::Result<()> {
     let hash = password::hash(new).await?;
     db::run(pool, move |conn| {
         use diesel::Connection as _;
@@ -127,10 +138,7 @@ pub async fn request_password_reset(
     .await
 }
 
-pub async fn reset_token_user(
-    pool: &Pool,
-    token: reset::ResetToken,
-) -> anyhow::Result<Option<User>> {
+pub async fn reset_token_user(pool: &Pool, token: reset::ResetToken) -> anyhow::Result<Option<User>> {
     db::run(pool, move |conn| {
         Ok(reset::find_user(conn, &token, crate::time::now())?)
     })
@@ -139,11 +147,7 @@ pub async fn reset_token_user(
 
 /// Sets a new password through a reset token; ends every session of the
 /// user. None when the token is unknown, expired or used.
-pub async fn reset_password(
-    pool: &Pool,
-    token: reset::ResetToken,
-    new: Password,
-) -> anyhow::Result<Option<User>> {
+pub async fn reset_password(pool: &Pool, token: reset::ResetToken, new: Password) -> anyhow::Result<Option<User>> {
     // Cheap pre-check so a dead link costs no Argon2 work.
     if reset_token_user(pool, token.clone()).await?.is_none() {
         return Ok(None);

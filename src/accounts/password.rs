@@ -96,8 +96,9 @@ pub async fn verify(stored: Option<String>, candidate: String) -> anyhow::Result
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        hash_now("keyward dummy password for timing equality")
-            .unwrap_or_else(|_| String::from("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+        hash_now("keyward dummy password for timing equality").unwrap_or_else(|_| {
+            String::from("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        })
     })
 }
 
@@ -116,7 +117,11 @@ mod tests {
 
     #[test]
     fn a_weaker_hash_asks_for_a_rehash() {
-        let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8192, 1, 1, None).unwrap());
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8192, 1, 1, None).unwrap(),
+        );
         let salt = SaltString::generate(&mut OsRng);
         let h = weak.hash_password(b"pw123456", &salt).unwrap().to_string();
         assert_eq!(verify_now(&h, "pw123456"), Verified::YesButRehash);

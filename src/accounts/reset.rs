@@ -37,12 +37,7 @@ impl std::fmt::Debug for ResetToken {
 }
 
 /// Issues a token for `user_id`, replacing any older ones.
-pub fn issue(
-    conn: &mut DbConnection,
-    user_id: i64,
-    now: NaiveDateTime,
-    lifetime: Duration,
-) -> QueryResult<ResetToken> {
+pub fn issue(conn: &mut DbConnection, user_id: i64, now: NaiveDateTime, lifetime: Duration) -> QueryResult<ResetToken> {
     let token = ResetToken::generate();
     conn.transaction(|conn| {
         diesel::delete(tokens::table.filter(tokens::user_id.eq(user_id))).execute(conn)?;
@@ -59,11 +54,7 @@ pub fn issue(
 }
 
 /// The user a still-valid token belongs to.
-pub fn find_user(
-    conn: &mut DbConnection,
-    token: &ResetToken,
-    now: NaiveDateTime,
-) -> QueryResult<Option<User>> {
+pub fn find_user(conn: &mut DbConnection, token: &ResetToken, now: NaiveDateTime) -> QueryResult<Option<User>> {
     users::table
         .inner_join(tokens::table)
         .filter(tokens::digest.eq(token.digest()))
@@ -101,8 +92,7 @@ pub fn redeem(
             .set(users::password_hash.eq(new_hash))
             .execute(conn)?;
         diesel::delete(tokens::table.filter(tokens::user_id.eq(user.id))).execute(conn)?;
-        diesel::delete(user_sessions::table.filter(user_sessions::user_id.eq(user.id)))
-            .execute(conn)?;
+        diesel::delete(user_sessions::table.filter(user_sessions::user_id.eq(user.id))).execute(conn)?;
         Ok::<_, diesel::result::Error>(true)
     })?;
     Ok(done.then_some(user))

@@ -52,19 +52,14 @@ impl LoginThrottle {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_ENTRIES {
             let window = self.window;
-            map.retain(|_, f| {
-                now.duration_since(f.window_start) < window
-                    || f.locked_until.is_some_and(|u| u > now)
-            });
+            map.retain(|_, f| now.duration_since(f.window_start) < window || f.locked_until.is_some_and(|u| u > now));
         }
         let f = map.entry(key.to_owned()).or_insert(Failures {
             count: 0,
             window_start: now,
             locked_until: None,
         });
-        if now.duration_since(f.window_start) > self.window
-            && f.locked_until.is_none_or(|u| u <= now)
-        {
+        if now.duration_since(f.window_start) > self.window && f.locked_until.is_none_or(|u| u <= now) {
             *f = Failures {
                 count: 0,
                 window_start: now,
@@ -83,10 +78,7 @@ impl LoginThrottle {
     }
 
     pub fn succeed(&self, key: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
@@ -139,10 +131,7 @@ mod tests {
         let wait = t.check("u:alice").unwrap_err();
         assert!(wait <= Duration::from_secs(30) && wait > Duration::from_secs(25));
         t.fail("u:alice");
-        assert!(
-            t.check("u:alice").unwrap_err() > Duration::from_secs(30),
-            "grows"
-        );
+        assert!(t.check("u:alice").unwrap_err() > Duration::from_secs(30), "grows");
         assert!(t.check("u:bob").is_ok());
         t.succeed("u:alice");
         assert!(t.check("u:alice").is_ok());

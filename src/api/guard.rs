@@ -104,13 +104,21 @@ fn presented_key(req: &HttpRequest) -> Result<String, ApiError> {
         if let Some((scheme, token)) = v.split_once(' ') {
             if scheme.eq_ignore_ascii_case("bearer") {
                 let token = token.trim();
-                return if token.is_empty() { Err(ApiError::MissingKey) } else { Ok(token.to_owned()) };
+                return if token.is_empty() {
+                    Err(ApiError::MissingKey)
+                } else {
+                    Ok(token.to_owned())
+                };
             }
         }
     }
     if let Some(v) = req.headers().get("x-api-key") {
         let v = v.to_str().map_err(|_| ApiError::InvalidToken)?.trim();
-        return if v.is_empty() { Err(ApiError::MissingKey) } else { Ok(v.to_owned()) };
+        return if v.is_empty() {
+            Err(ApiError::MissingKey)
+        } else {
+            Ok(v.to_owned())
+        };
     }
     Err(ApiError::MissingKey)
 }
@@ -144,7 +152,9 @@ impl FromRequest for ApiKey {
                 }
                 Err(VerifyError::Invalid) => {
                     // Only the display prefix is logged, and only when well-formed.
-                    let shown = crate::keys::format::parse(&presented).map(|p| p.display_prefix).unwrap_or_default();
+                    let shown = crate::keys::format::parse(&presented)
+                        .map(|p| p.display_prefix)
+                        .unwrap_or_default();
                     tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown, addr = %addr(&req));
                     Err(ApiError::InvalidToken)
                 }
@@ -182,7 +192,10 @@ where
     type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequireScopeMiddleware { service: Rc::new(service), scope: self.scope.clone() }))
+        ready(Ok(RequireScopeMiddleware {
+            service: Rc::new(service),
+            scope: self.scope.clone(),
+        }))
     }
 }
 

@@ -73,10 +73,12 @@ async fn delete_key(
     verifier: web::Data<Verifier>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let deleted = keys::delete(&state.pool, &verifier, key.user_id, &id).await.map_err(|e| {
-        tracing::error!(error = ?e, "deleting key failed");
-        ApiError::Unavailable
-    })?;
+    let deleted = keys::delete(&state.pool, &verifier, key.user_id, &id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = ?e, "deleting key failed");
+            ApiError::Unavailable
+        })?;
     if deleted {
         tracing::info!(target: "keyward::audit", event = "key_deleted", user = %key.username, key = ?id, via = "api");
         Ok(HttpResponse::NoContent().finish())

@@ -101,8 +101,7 @@ impl ManageConnection for Manager {
                 .map_err(r2d2::Error::ConnectionError),
             DatabaseUrl::Sqlite(p) => {
                 let mut c = SqliteConnection::establish(p).map_err(r2d2::Error::ConnectionError)?;
-                c.batch_execute(SQLITE_PRAGMAS)
-                    .map_err(r2d2::Error::QueryError)?;
+                c.batch_execute(SQLITE_PRAGMAS).map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(c))
             }
         }
@@ -126,15 +125,13 @@ pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
     match url {
         DatabaseUrl::Sqlite(p) => {
             ensure_parent_dir(p)?;
-            let mut c = SqliteConnection::establish(p)
-                .with_context(|| format!("cannot open SQLite database {p}"))?;
+            let mut c = SqliteConnection::establish(p).with_context(|| format!("cannot open SQLite database {p}"))?;
             c.batch_execute(SQLITE_PRAGMAS)?;
             c.run_pending_migrations(SQLITE_MIGRATIONS)
                 .map_err(|e| anyhow::anyhow!("SQLite migrations failed: {e}"))?;
         }
         DatabaseUrl::Postgres(u) => {
-            let mut c = PgConnection::establish(u)
-                .with_context(|| format!("cannot connect to {}", url.redacted()))?;
+            let mut c = PgConnection::establish(u).with_context(|| format!("cannot connect to {}", url.redacted()))?;
             c.run_pending_migrations(POSTGRES_MIGRATIONS)
                 .map_err(|e| anyhow::anyhow!("PostgreSQL migrations failed: {e}"))?;
         }
@@ -145,8 +142,7 @@ pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
 fn ensure_parent_dir(path: &str) -> anyhow::Result<()> {
     if let Some(parent) = Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
     }
     Ok(())

@@ -27,9 +27,7 @@ impl KeyTag {
         if (2..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase()) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(format!(
-                "key prefix must be 2-8 lowercase letters a-z, got {s:?}"
-            ))
+            Err(format!("key prefix must be 2-8 lowercase letters a-z, got {s:?}"))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -121,9 +119,7 @@ pub enum FormatError {
 /// `n` base62 characters from the OS CSPRNG (uniform: `gen_range` rejects bias).
 pub fn random_base62(n: usize) -> String {
     let mut rng = OsRng;
-    (0..n)
-        .map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char)
-        .collect()
+    (0..n).map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char).collect()
 }
 
 /// CRC-32 (IEEE) of `body`, as 6 base62 digits, most significant first.

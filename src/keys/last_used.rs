@@ -34,7 +34,11 @@ impl LastUsed {
 
     /// A use recorded here but not yet written, so pages can show it at once.
     pub fn pending(&self, key_id: &str) -> Option<NaiveDateTime> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).get(key_id).copied()
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_id)
+            .copied()
     }
 
     pub fn pending_count(&self) -> usize {

@@ -202,6 +202,26 @@ impl Verifier {
         &self.last_used
     }
 
+    /// Writes pending last-used times now (also what shutdown calls).
+    pub async fn flush_last_used(&self) -> anyhow::Result<usize> {
+        self.last_used.flush(&self.pool).await
+    }
+
+    /// Flushes pending last-used times every `every` on the current actix
+    /// runtime, for services that embed the guard.
+    pub fn spawn_flusher(self: &Arc<Self>, every: std::time::Duration) {
+        let verifier = self.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = verifier.flush_last_used().await {
+                    tracing::warn!(error = ?e, "last-used flush failed; will retry");
+                }
+            }
+        });
+    }
+
     pub async fn verify(&self, presented: &str) -> Result<VerifiedKey, VerifyError> {
         // Shape and checksum first: typos and garbage never reach the database.
         let parsed = format::parse(presented).map_err(|_| VerifyError::Invalid)?;

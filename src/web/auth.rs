@@ -56,12 +56,18 @@ async fn register(
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     if state.settings.registration != Registration::Open {
-        return Err(WebError::Forbidden("Registration is closed. Ask an administrator for an account."));
+        return Err(WebError::Forbidden(
+            "Registration is closed. Ask an administrator for an account.",
+        ));
     }
     let mut errors = FieldErrors::default();
-    let username = Username::parse(form.get("username")).map_err(|e| errors.add("username", e)).ok();
+    let username = Username::parse(form.get("username"))
+        .map_err(|e| errors.add("username", e))
+        .ok();
     let email = Email::parse(form.get("email")).map_err(|e| errors.add("email", e)).ok();
-    let password = Password::parse(form.get("password")).map_err(|e| errors.add("password", e)).ok();
+    let password = Password::parse(form.get("password"))
+        .map_err(|e| errors.add("password", e))
+        .ok();
     if form.get("password") != form.get("password_confirm") {
         errors.add("password_confirm", "The two passwords do not match.");
     }
@@ -87,14 +93,20 @@ async fn register(
             return rerender(errors);
         }
         Err(RegisterError::EmailTaken) => {
-            errors.add("email", "An account with this email address already exists. Log in, or reset its password.");
+            errors.add(
+                "email",
+                "An account with this email address already exists. Log in, or reset its password.",
+            );
             return rerender(errors);
         }
         Err(RegisterError::Unexpected(e)) => return Err(e.into()),
     };
     tracing::info!(target: "keyward::audit", event = "registered", user = %user.username, addr = %addr(&req));
     log_in(&req, &state, &user).await?;
-    flash(&session, format!("Welcome, {}! Create your first API key below.", user.username));
+    flash(
+        &session,
+        format!("Welcome, {}! Create your first API key below.", user.username),
+    );
     Ok(redirect("/keys"))
 }
 
@@ -118,7 +130,10 @@ async fn login_form(
     query: Option<web::Query<NextQuery>>,
     user: Option<CurrentUser>,
 ) -> Result<HttpResponse, WebError> {
-    let next = query.and_then(|q| q.into_inner().next).map(|n| safe_next(&n)).unwrap_or_default();
+    let next = query
+        .and_then(|q| q.into_inner().next)
+        .map(|n| safe_next(&n))
+        .unwrap_or_default();
     if user.is_some() {
         return Ok(redirect(if next.is_empty() { "/keys" } else { &next }));
     }
@@ -158,10 +173,7 @@ async fn login(
         format!("u:{}", username.trim().to_ascii_lowercase()),
         format!("a:{}", addr(&req)),
     ];
-    if let Some(wait) = keys
-        .iter()
-        .find_map(|k| state.login_throttle.check(k).err())
-    {
+    if let Some(wait) = keys.iter().find_map(|k| state.login_throttle.check(k).err()) {
         let secs = wait.as_secs() + 1;
         tracing::info!(target: "keyward::audit", event = "login_throttled", user = ?username, addr = %addr(&req));
         let mut res = login_page(
@@ -174,9 +186,7 @@ async fn login(
         );
         return Ok(res);
     }
-    let user = if password.is_empty()
-        || password.chars().count() > crate::accounts::domain::PASSWORD_MAX
-    {
+    let user = if password.is_empty() || password.chars().count() > crate::accounts::domain::PASSWORD_MAX {
         None
     } else {
         accounts::authenticate(&state.pool, username, password.to_owned()).await?
@@ -184,10 +194,7 @@ async fn login(
     let Some(user) = user else {
         tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %addr(&req));
         keys.iter().for_each(|k| state.login_throttle.fail(k));
-        return login_page(
-            StatusCode::UNAUTHORIZED,
-            "Incorrect username or password.".into(),
-        );
+        return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
     keys.iter().for_each(|k| state.login_throttle.succeed(k));
     tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %addr(&req));
@@ -195,7 +202,11 @@ async fn login(
     session.remove("csrf");
     log_in(&req, &state, &user).await?;
     let next = form.get("next");
-    Ok(redirect(&if next.is_empty() { "/keys".to_owned() } else { safe_next(next) }))
+    Ok(redirect(&if next.is_empty() {
+        "/keys".to_owned()
+    } else {
+        safe_next(next)
+    }))
 }
 
 async fn logout(
@@ -245,7 +256,9 @@ async fn change_password(
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let mut errors = FieldErrors::default();
-    let new = Password::parse(form.get("new_password")).map_err(|e| errors.add("new_password", e)).ok();
+    let new = Password::parse(form.get("new_password"))
+        .map_err(|e| errors.add("new_password", e))
+        .ok();
     if form.get("new_password") != form.get("new_password_confirm") {
         errors.add("new_password_confirm", "The two passwords do not match.");
     }
@@ -260,20 +273,35 @@ async fn change_password(
     let (Some(new), true) = (new, errors.is_empty()) else {
         return render(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &AccountPage { page: Page::new(&session, &state, Some(&me.user), "Account"), email: me.user.email.clone(), errors },
+            &AccountPage {
+                page: Page::new(&session, &state, Some(&me.user), "Account"),
+                email: me.user.email.clone(),
+                errors,
+            },
         );
     };
     accounts::change_password(&state.pool, me.user.id, new, Some(me.token.clone())).await?;
     super::password::send_changed_notice(&state, &me.user);
     tracing::info!(target: "keyward::audit", event = "password_changed", user = %me.user.username, addr = %addr(&req));
-    flash(&session, "Your password has been changed. Other sessions have been logged out.");
+    flash(
+        &session,
+        "Your password has been changed. Other sessions have been logged out.",
+    );
     Ok(redirect("/account"))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/register").route(web::get().to(register_form)).route(web::post().to(register)))
-        .service(web::resource("/login").route(web::get().to(login_form)).route(web::post().to(login)))
-        .route("/logout", web::post().to(logout))
-        .route("/account", web::get().to(account))
-        .route("/account/password", web::post().to(change_password));
+    cfg.service(
+        web::resource("/register")
+            .route(web::get().to(register_form))
+            .route(web::post().to(register)),
+    )
+    .service(
+        web::resource("/login")
+            .route(web::get().to(login_form))
+            .route(web::post().to(login)),
+    )
+    .route("/logout", web::post().to(logout))
+    .route("/account", web::get().to(account))
+    .route("/account/password", web::post().to(change_password));
 }

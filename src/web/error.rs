@@ -57,9 +57,14 @@ impl ResponseError for WebError {
             let target = if next.is_empty() || next == "/" || next == "/keys" {
                 "/login".to_owned()
             } else {
-                format!("/login?next={}", percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC))
+                format!(
+                    "/login?next={}",
+                    percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+                )
             };
-            return HttpResponse::SeeOther().insert_header((header::LOCATION, target)).finish();
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, target))
+                .finish();
         }
         if let Self::Unexpected(e) = self {
             tracing::error!(error = ?e, "request failed");
@@ -71,8 +76,14 @@ impl ResponseError for WebError {
                 "This form has expired or did not come from this site. Go back, reload the page and try again.",
             ),
             Self::Forbidden(m) => ("Not allowed", *m),
-            Self::NotFound => ("Not found", "There is nothing here. It may have been deleted, or the link is wrong."),
-            Self::UnsupportedMediaType => ("Unsupported form", "Send the form as application/x-www-form-urlencoded."),
+            Self::NotFound => (
+                "Not found",
+                "There is nothing here. It may have been deleted, or the link is wrong.",
+            ),
+            Self::UnsupportedMediaType => (
+                "Unsupported form",
+                "Send the form as application/x-www-form-urlencoded.",
+            ),
             Self::PayloadTooLarge => ("Too large", "What you sent is larger than this site accepts."),
             Self::TooManyRequests(_) => ("Too many attempts", "Too many attempts. Wait a little and try again."),
             Self::Unexpected(_) | Self::LoginRequired(_) => (
@@ -86,7 +97,12 @@ impl ResponseError for WebError {
         if let Self::TooManyRequests(secs) = self {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        let page = ErrorPage { page: Page::anonymous(heading), status: status.as_u16(), heading, message };
+        let page = ErrorPage {
+            page: Page::anonymous(heading),
+            status: status.as_u16(),
+            heading,
+            message,
+        };
         match page.render() {
             Ok(body) => res.body(body),
             Err(_) => res.body(message.to_owned()),

@@ -20,7 +20,11 @@ pub struct When {
 
 impl When {
     fn new(t: NaiveDateTime, now: NaiveDateTime) -> Self {
-        Self { exact: exact(t), iso: crate::time::rfc3339(t), relative: relative(t, now) }
+        Self {
+            exact: exact(t),
+            iso: crate::time::rfc3339(t),
+            relative: relative(t, now),
+        }
     }
 }
 
@@ -117,8 +121,12 @@ async fn create(
     let chosen = form.get_all("scopes");
     let mut errors = FieldErrors::default();
     let name = KeyName::parse(form.get("name")).map_err(|e| errors.add("name", e)).ok();
-    let scopes = Scopes::parse(&chosen, &state.scopes).map_err(|e| errors.add("scopes", e)).ok();
-    let expiry = keys::parse_expiry(form.get("expires_in_days")).map_err(|e| errors.add("expires_in_days", e)).ok();
+    let scopes = Scopes::parse(&chosen, &state.scopes)
+        .map_err(|e| errors.add("scopes", e))
+        .ok();
+    let expiry = keys::parse_expiry(form.get("expires_in_days"))
+        .map_err(|e| errors.add("expires_in_days", e))
+        .ok();
     let rerender = |errors: FieldErrors| {
         render(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -134,7 +142,12 @@ async fn create(
     let (Some(name), Some(scopes), Some(expires_in_days)) = (name, scopes, expiry) else {
         return rerender(errors);
     };
-    let request = NewKeyRequest { user_id: me.user.id, name, scopes, expires_in_days };
+    let request = NewKeyRequest {
+        user_id: me.user.id,
+        name,
+        scopes,
+        expires_in_days,
+    };
     let (generated, info) = match keys::create(&state.pool, &state.settings.key_prefix, request).await {
         Ok(x) => x,
         Err(CreateKeyError::NameTaken) => {
@@ -214,16 +227,23 @@ async fn delete(
         key = %key.prefix,
         addr = %req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
     );
-    flash(&session, format!("Key \"{}\" ({}) was deleted. It no longer works.", key.name, key.prefix));
+    flash(
+        &session,
+        format!("Key \"{}\" ({}) was deleted. It no longer works.", key.name, key.prefix),
+    );
     Ok(redirect("/keys"))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/keys").route(web::get().to(list)).route(web::post().to(create)))
-        .route("/keys/new", web::get().to(new_form))
-        .service(
-            web::resource("/keys/{id}/delete")
-                .route(web::get().to(confirm_delete))
-                .route(web::post().to(delete)),
-        );
+    cfg.service(
+        web::resource("/keys")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .route("/keys/new", web::get().to(new_form))
+    .service(
+        web::resource("/keys/{id}/delete")
+            .route(web::get().to(confirm_delete))
+            .route(web::post().to(delete)),
+    );
 }

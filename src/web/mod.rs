@@ -45,7 +45,13 @@ impl Page {
 
     /// For error pages, rendered without access to the session.
     pub fn anonymous(title: &str) -> Self {
-        Self { title: title.to_owned(), user: None, csrf: String::new(), flash: None, registration_open: false }
+        Self {
+            title: title.to_owned(),
+            user: None,
+            csrf: String::new(),
+            flash: None,
+            registration_open: false,
+        }
     }
 }
 
@@ -58,11 +64,15 @@ pub fn flash(session: &Session, message: impl Into<String>) {
 
 pub fn render<T: askama::Template>(status: StatusCode, tpl: &T) -> Result<HttpResponse, WebError> {
     let body = tpl.render().map_err(|e| anyhow::anyhow!("template failed: {e}"))?;
-    Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body))
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
 }
 
 pub fn redirect(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to.to_owned())).finish()
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, to.to_owned()))
+        .finish()
 }
 
 /// Per-field error messages of a form.

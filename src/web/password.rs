@@ -14,9 +14,7 @@ use crate::mail::MailKind;
 use crate::state::AppState;
 
 fn addr(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -28,10 +26,7 @@ struct ForgotPage {
     errors: FieldErrors,
 }
 
-async fn forgot_form(
-    session: Session,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, WebError> {
+async fn forgot_form(session: Session, state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
     render(
         StatusCode::OK,
         &ForgotPage {
@@ -78,9 +73,7 @@ async fn forgot(
         let state = state.clone();
         let lifetime = Duration::minutes(state.settings.reset_token_minutes as i64);
         actix_web::rt::spawn(async move {
-            match accounts::request_password_reset(&state.pool, email.as_str().to_owned(), lifetime)
-                .await
-            {
+            match accounts::request_password_reset(&state.pool, email.as_str().to_owned(), lifetime).await {
                 Ok(Some((user, token))) => {
                     tracing::info!(target: "keyward::audit", event = "reset_requested", user = %user.username, addr = %address);
                     send_reset_mail(&state, &user, &token);
@@ -107,11 +100,7 @@ async fn forgot(
 
 fn send_reset_mail(state: &AppState, user: &User, token: &ResetToken) {
     // Built from the configured base URL only, never from request headers.
-    let link = format!(
-        "{}/password/reset?token={}",
-        state.settings.base_url(),
-        token.expose()
-    );
+    let link = format!("{}/password/reset?token={}", state.settings.base_url(), token.expose());
     let body = format!(
         "Hello {name},\n\n\
          Someone (hopefully you) asked to reset the password of your Keyward account \"{name}\".\n\n\
@@ -171,11 +160,7 @@ async fn reset_form(
         None => false,
     };
     render(
-        if valid {
-            StatusCode::OK
-        } else {
-            StatusCode::BAD_REQUEST
-        },
+        if valid { StatusCode::OK } else { StatusCode::BAD_REQUEST },
         &ResetPage {
             page: Page::new(&session, &state, None, "Choose a new password"),
             token: if valid { raw } else { String::new() },
@@ -230,10 +215,7 @@ async fn reset(
     };
     tracing::info!(target: "keyward::audit", event = "password_reset", user = %user.username, addr = %addr(&req));
     send_changed_notice(&state, &user);
-    flash(
-        &session,
-        "Your password has been reset. Log in with your new password.",
-    );
+    flash(&session, "Your password has been reset. Log in with your new password.");
     Ok(redirect("/login"))
 }
 

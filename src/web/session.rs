@@ -47,8 +47,7 @@ impl FromRequest for CurrentUser {
                 .ok_or_else(|| anyhow::anyhow!("AppState missing"))?
                 .clone();
             let token = SessionToken::from_cookie(id);
-            let max_age =
-                Duration::from_std(state.settings.session_max()).unwrap_or(Duration::hours(12));
+            let max_age = Duration::from_std(state.settings.session_max()).unwrap_or(Duration::hours(12));
             match accounts::session_user(&state.pool, token.clone(), max_age).await? {
                 Some(user) => Ok(CurrentUser { user, token }),
                 None => {
@@ -66,8 +65,7 @@ impl FromRequest for CurrentUser {
 /// cookie (no fixation).
 pub async fn log_in(req: &HttpRequest, state: &AppState, user: &User) -> Result<(), WebError> {
     let token = accounts::start_session(&state.pool, user.id).await?;
-    Identity::login(&req.extensions(), token.expose().to_owned())
-        .map_err(|e| anyhow::anyhow!("cannot log in: {e}"))?;
+    Identity::login(&req.extensions(), token.expose().to_owned()).map_err(|e| anyhow::anyhow!("cannot log in: {e}"))?;
     Ok(())
 }
 
@@ -93,7 +91,14 @@ mod tests {
     #[test]
     fn next_stays_on_the_site() {
         assert_eq!(safe_next("/keys/new"), "/keys/new");
-        for bad in ["//evil.test", "/\\evil.test", "https://evil.test", "", "/a\r\nb", "javascript:alert(1)"] {
+        for bad in [
+            "//evil.test",
+            "/\\evil.test",
+            "https://evil.test",
+            "",
+            "/a\r\nb",
+            "javascript:alert(1)",
+        ] {
             assert_eq!(safe_next(bad), "/keys", "{bad:?}");
         }
     }

@@ -118,11 +118,7 @@ async fn a_key_in_the_query_string_or_body_is_ignored() {
 async fn a_call_without_a_key_is_told_a_key_is_missing() {
     let app = spawn_app().await;
 
-    let res = Client::new()
-        .get(app.url("/api/v1/whoami"))
-        .send()
-        .await
-        .unwrap();
+    let res = Client::new().get(app.url("/api/v1/whoami")).send().await.unwrap();
 
     assert_missing_key(res).await;
 }
@@ -171,11 +167,7 @@ async fn a_known_id_with_a_forged_secret_is_refused() {
     let app = spawn_app().await;
     app.signed_up("alice").await;
     let key = app.create_key("ci", &[]).await;
-    let body = format!(
-        "{}_{}",
-        prefix_of(&key),
-        format::random_base62(format::SECRET_LEN)
-    );
+    let body = format!("{}_{}", prefix_of(&key), format::random_base62(format::SECRET_LEN));
     let checksum = format::checksum(&body);
     let forged = format!("{body}{}", std::str::from_utf8(&checksum).unwrap());
 
@@ -230,13 +222,8 @@ async fn a_deleted_key_is_refused_at_once() {
     let app = spawn_app().await;
     app.signed_up("alice").await;
     let key = app.create_key("ci", &[]).await;
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &key).await.status(),
-        StatusCode::OK
-    );
-    let deleted = app
-        .post_form(&format!("/keys/{}/delete", id_of(&key)), &[])
-        .await;
+    assert_eq!(app.api_get("/api/v1/whoami", &key).await.status(), StatusCode::OK);
+    let deleted = app.post_form(&format!("/keys/{}/delete", id_of(&key)), &[]).await;
     assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
 
     let res = app.api_get("/api/v1/whoami", &key).await;
@@ -250,18 +237,13 @@ async fn refused_keys_get_byte_for_byte_the_same_answer() {
     app.signed_up("alice").await;
     let real = app.create_key("ci", &[]).await;
     let deleted = app.create_key("old", &[]).await;
-    app.post_form(&format!("/keys/{}/delete", id_of(&deleted)), &[])
-        .await;
+    app.post_form(&format!("/keys/{}/delete", id_of(&deleted)), &[]).await;
     let unknown = format::generate(&kw()).key.expose().to_owned();
     let mut answers = Vec::new();
 
     for bad in ["garbage".to_owned(), flip_one_char(&real), unknown, deleted] {
         let res = app.api_get("/api/v1/whoami", &bad).await;
-        answers.push((
-            res.status(),
-            www_authenticate(&res),
-            res.text().await.unwrap(),
-        ));
+        answers.push((res.status(), www_authenticate(&res), res.text().await.unwrap()));
     }
 
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:#?}");
@@ -279,10 +261,7 @@ async fn a_key_without_the_needed_scope_is_forbidden() {
 
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let challenge = www_authenticate(&res);
-    assert!(
-        challenge.contains(r#"error="insufficient_scope""#),
-        "{challenge}"
-    );
+    assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
     assert!(challenge.contains(r#"scope="keys:read""#), "{challenge}");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_scope");
@@ -301,10 +280,7 @@ async fn deleting_through_the_api_needs_the_write_scope() {
 
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(www_authenticate(&res).contains(r#"scope="keys:write""#));
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &other).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.api_get("/api/v1/whoami", &other).await.status(), StatusCode::OK);
 }
 
 // ---- Listing ----------------------------------------------------------------
@@ -333,16 +309,10 @@ async fn listing_keys_shows_the_callers_keys_only_and_no_secret() {
     let mut want = vec![prefix_of(&reader), prefix_of(&spare)];
     want.sort_unstable();
     assert_eq!(prefixes, want);
-    assert!(
-        !text.contains(&prefix_of(&bobs)),
-        "another user's key is not listed"
-    );
+    assert!(!text.contains(&prefix_of(&bobs)), "another user's key is not listed");
     for key in [&reader, &spare, &bobs] {
         assert!(!text.contains(key.as_str()), "a full key in the listing");
-        assert!(
-            !text.contains(&secret_of(key)[..32]),
-            "a secret in the listing"
-        );
+        assert!(!text.contains(&secret_of(key)[..32]), "a secret in the listing");
     }
     let spare_json = body["keys"]
         .as_array()
@@ -361,14 +331,9 @@ async fn a_key_deleted_through_the_api_is_refused_immediately() {
     app.signed_up("alice").await;
     let admin = app.create_key("admin", &["keys:write"]).await;
     let lost = app.create_key("lost", &[]).await;
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &lost).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.api_get("/api/v1/whoami", &lost).await.status(), StatusCode::OK);
 
-    let res = app
-        .api_delete(&format!("/api/v1/keys/{}", id_of(&lost)), &admin)
-        .await;
+    let res = app.api_delete(&format!("/api/v1/keys/{}", id_of(&lost)), &admin).await;
 
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_invalid_token(app.api_get("/api/v1/whoami", &lost).await).await;
@@ -383,15 +348,10 @@ async fn another_users_key_cannot_be_deleted_through_the_api() {
     app.signed_up("alice").await;
     let admin = app.create_key("admin", &["keys:write"]).await;
 
-    let res = app
-        .api_delete(&format!("/api/v1/keys/{}", id_of(&bobs)), &admin)
-        .await;
+    let res = app.api_delete(&format!("/api/v1/keys/{}", id_of(&bobs)), &admin).await;
 
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &bobs).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.api_get("/api/v1/whoami", &bobs).await.status(), StatusCode::OK);
     assert!(app.key_row(&bob, &prefix_of(&bobs)).await.is_some());
 }
 
@@ -424,10 +384,7 @@ async fn the_keys_page_shows_a_use_right_away() {
     let before = app.key_row(&app.client, &prefix_of(&key)).await.unwrap();
     assert!(cell(&before, "key-last-used").contains("never"));
 
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &key).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.api_get("/api/v1/whoami", &key).await.status(), StatusCode::OK);
 
     let after = app.key_row(&app.client, &prefix_of(&key)).await.unwrap();
     let used = cell(&after, "key-last-used");
@@ -442,10 +399,7 @@ async fn a_use_is_written_to_the_database_soon_after() {
     let key = app.create_key("ci", &[]).await;
     assert_eq!(stored_last_used(&app, &key), None);
 
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &key).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.api_get("/api/v1/whoami", &key).await.status(), StatusCode::OK);
 
     // The flush runs every second in tests; give it a few chances.
     let mut stored = None;

@@ -43,13 +43,7 @@ async fn an_oversized_key_form_is_refused_and_creates_nothing() {
     app.signed_up("alice").await;
     let name = "n".repeat(1024 * 1024);
 
-    let res = post_raw(
-        &app,
-        &app.client,
-        "/keys",
-        &format!("name={name}&expires_in_days="),
-    )
-    .await;
+    let res = post_raw(&app, &app.client, "/keys", &format!("name={name}&expires_in_days=")).await;
 
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(app.key_count(), 0);
@@ -61,13 +55,7 @@ async fn invalid_utf8_in_a_login_form_is_a_bad_request() {
     app.signed_up("alice").await;
     let browser = browser();
 
-    let res = post_raw(
-        &app,
-        &browser,
-        "/login",
-        &format!("username=%FF&password={PASSWORD}"),
-    )
-    .await;
+    let res = post_raw(&app, &browser, "/login", &format!("username=%FF&password={PASSWORD}")).await;
 
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(!app.is_logged_in(&browser).await);
@@ -78,13 +66,7 @@ async fn invalid_utf8_in_a_key_form_is_a_bad_request_and_creates_nothing() {
     let app = spawn_app().await;
     app.signed_up("alice").await;
 
-    let res = post_raw(
-        &app,
-        &app.client,
-        "/keys",
-        "name=ci%FF%FE&scopes=read&expires_in_days=",
-    )
-    .await;
+    let res = post_raw(&app, &app.client, "/keys", "name=ci%FF%FE&scopes=read&expires_in_days=").await;
 
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.key_count(), 0);
@@ -119,11 +101,7 @@ async fn a_very_long_api_key_header_is_refused_without_an_error() {
         .unwrap();
     let bearer = app.api_get("/api/v1/whoami", &garbage).await;
 
-    assert!(
-        x_api_key.status().is_client_error(),
-        "{}",
-        x_api_key.status()
-    );
+    assert!(x_api_key.status().is_client_error(), "{}", x_api_key.status());
     assert!(bearer.status().is_client_error(), "{}", bearer.status());
 }
 
@@ -142,10 +120,7 @@ async fn garbage_keys_of_every_shape_are_refused() {
     let app = spawn_app().await;
     app.signed_up("alice").await;
     let real = app.create_key("ci", &["keys:read", "keys:write"]).await;
-    let other_tag = format::generate(&KeyTag::parse("zz").unwrap())
-        .key
-        .expose()
-        .to_owned();
+    let other_tag = format::generate(&KeyTag::parse("zz").unwrap()).key.expose().to_owned();
     let cases: Vec<String> = vec![
         "x".into(),
         "kw_".into(),
@@ -179,11 +154,7 @@ async fn garbage_keys_of_every_shape_are_refused() {
             .unwrap();
 
         assert_eq!(bearer.status(), StatusCode::UNAUTHORIZED, "Bearer {bad:?}");
-        assert_eq!(
-            x_api_key.status(),
-            StatusCode::UNAUTHORIZED,
-            "X-API-Key {bad:?}"
-        );
+        assert_eq!(x_api_key.status(), StatusCode::UNAUTHORIZED, "X-API-Key {bad:?}");
     }
     let wrong_scheme = Client::new()
         .get(app.url("/api/v1/keys"))
@@ -210,10 +181,7 @@ async fn garbage_keys_of_every_shape_are_refused() {
     assert_eq!(empty.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(not_utf8.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.key_count(), 1);
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &real).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.api_get("/api/v1/whoami", &real).await.status(), StatusCode::OK);
 }
 
 #[actix_web::test]

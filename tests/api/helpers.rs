@@ -48,7 +48,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let state = app.state();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { address: format!("http://127.0.0.1:{port}"), port, client: browser(), state, handle, dir }
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: browser(),
+        state,
+        handle,
+        dir,
+    }
 }
 
 /// A fresh browser: its own cookie jar, no redirects followed.
@@ -75,7 +82,11 @@ pub fn new_key_in(html: &str) -> Option<String> {
 }
 
 pub fn location(res: &Response) -> String {
-    res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl TestApp {
@@ -123,22 +134,34 @@ impl TestApp {
         self.post_form_with(
             client,
             "/register",
-            &[("username", username), ("email", email), ("password", password), ("password_confirm", password)],
+            &[
+                ("username", username),
+                ("email", email),
+                ("password", password),
+                ("password_confirm", password),
+            ],
         )
         .await
     }
 
     pub async fn register(&self, username: &str) -> Response {
-        self.register_with(&self.client, username, &format!("{username}@example.com"), PASSWORD).await
+        self.register_with(&self.client, username, &format!("{username}@example.com"), PASSWORD)
+            .await
     }
 
     pub async fn login_with(&self, client: &Client, username: &str, password: &str) -> Response {
-        self.post_form_with(client, "/login", &[("username", username), ("password", password)]).await
+        self.post_form_with(client, "/login", &[("username", username), ("password", password)])
+            .await
     }
 
     pub async fn logout_with(&self, client: &Client) -> Response {
         let token = csrf_in(&self.get_with(client, "/keys").await.text().await.unwrap());
-        client.post(self.url("/logout")).form(&[("csrf_token", token.as_str())]).send().await.unwrap()
+        client
+            .post(self.url("/logout"))
+            .form(&[("csrf_token", token.as_str())])
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Creates a key through the page and returns (response status, page html).
@@ -176,7 +199,12 @@ impl TestApp {
     }
 
     pub async fn api_delete(&self, path: &str, key: &str) -> Response {
-        Client::new().delete(self.url(path)).bearer_auth(key).send().await.unwrap()
+        Client::new()
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Row of the keys page for a key, by its display prefix.
@@ -232,7 +260,9 @@ pub fn secret_of(key: &str) -> String {
 /// The inner HTML of the first cell with `class` in a table row.
 pub fn cell(row: &str, class: &str) -> String {
     let marker = format!(r#"class="{class}""#);
-    let Some(start) = row.find(&marker) else { return String::new() };
+    let Some(start) = row.find(&marker) else {
+        return String::new();
+    };
     let end = row[start..].find("</td>").map_or(row.len(), |e| e + start);
     row[start + marker.len()..end].to_owned()
 }
@@ -241,7 +271,9 @@ impl TestApp {
     /// A new browser with a newly registered, logged-in user.
     pub async fn new_user(&self, username: &str) -> Client {
         let client = browser();
-        let res = self.register_with(&client, username, &format!("{username}@example.com"), PASSWORD).await;
+        let res = self
+            .register_with(&client, username, &format!("{username}@example.com"), PASSWORD)
+            .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "registration of {username} failed");
         client
     }

@@ -24,11 +24,7 @@ impl Drop for Server {
 
 impl Server {
     async fn start(data_dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let out = std::fs::File::create(data_dir.join("stdout.log")).unwrap();
         let err = std::fs::File::create(data_dir.join("stderr.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
@@ -64,14 +60,7 @@ impl Server {
     }
 
     async fn page(&self, client: &Client, path: &str) -> String {
-        client
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        client.get(self.url(path)).send().await.unwrap().text().await.unwrap()
     }
 
     /// Posts a form with the CSRF token from `form_page`; returns the token used.
@@ -85,10 +74,7 @@ impl Server {
         let token = csrf_in(&self.page(client, form_page).await);
         let mut all = fields.to_vec();
         all.push(("csrf_token", &token));
-        (
-            client.post(self.url(path)).form(&all).send().await.unwrap(),
-            token,
-        )
+        (client.post(self.url(path)).form(&all).send().await.unwrap(), token)
     }
 }
 
@@ -142,11 +128,7 @@ async fn debug_logs_never_contain_a_password_a_key_or_a_csrf_token() {
             &alice,
             "/keys/new",
             "/keys",
-            &[
-                ("name", "ci"),
-                ("scopes", "keys:read"),
-                ("expires_in_days", ""),
-            ],
+            &[("name", "ci"), ("scopes", "keys:read"), ("expires_in_days", "")],
         )
         .await;
     assert_eq!(created.status(), StatusCode::OK);
@@ -217,12 +199,8 @@ async fn debug_logs_never_contain_a_password_a_key_or_a_csrf_token() {
     assert!(logs.contains("DEBUG"), "debug logging was on:\n{logs}");
     let prefix = prefix_of(&key);
     assert!(
-        logs.lines()
-            .any(|l| l.contains("key_created") && l.contains(&prefix)),
+        logs.lines().any(|l| l.contains("key_created") && l.contains(&prefix)),
         "key creation is logged with the key's display prefix {prefix}:\n{logs}"
     );
-    assert!(
-        logs.contains("login_failed"),
-        "the failed login is logged:\n{logs}"
-    );
+    assert!(logs.contains("login_failed"), "the failed login is logged:\n{logs}");
 }

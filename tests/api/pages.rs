@@ -58,10 +58,7 @@ async fn registering_logs_the_new_user_in() {
     assert_eq!(location(&res), "/keys");
     let keys = app.get("/keys").await;
     assert_eq!(keys.status(), StatusCode::OK);
-    assert!(
-        keys.text().await.unwrap().contains("alice"),
-        "the page names the user"
-    );
+    assert!(keys.text().await.unwrap().contains("alice"), "the page names the user");
 }
 
 #[actix_web::test]
@@ -88,10 +85,7 @@ async fn a_registration_error_keeps_username_and_email_but_never_the_password() 
         "message next to the confirmation field"
     );
     assert!(html.contains(r#"value="bob""#), "typed username kept");
-    assert!(
-        html.contains(r#"value="bob@example.com""#),
-        "typed email kept"
-    );
+    assert!(html.contains(r#"value="bob@example.com""#), "typed email kept");
     assert!(!html.contains(typed), "the password is never sent back");
     assert!(
         !html.contains("a different passphrase"),
@@ -185,11 +179,7 @@ async fn login_honours_a_local_next_path() {
         .post_form_with(
             &browser,
             "/login",
-            &[
-                ("username", "alice"),
-                ("password", PASSWORD),
-                ("next", "/keys/new"),
-            ],
+            &[("username", "alice"), ("password", PASSWORD), ("next", "/keys/new")],
         )
         .await;
 
@@ -207,11 +197,7 @@ async fn login_never_redirects_to_another_site() {
         .post_form_with(
             &browser,
             "/login",
-            &[
-                ("username", "alice"),
-                ("password", PASSWORD),
-                ("next", "//evil.test"),
-            ],
+            &[("username", "alice"), ("password", PASSWORD), ("next", "//evil.test")],
         )
         .await;
 
@@ -243,19 +229,11 @@ async fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
     app.signed_up("alice").await;
     let (first, second) = (browser(), browser());
 
-    let wrong_password = app
-        .login_with(&first, "alice", "not the right passphrase")
-        .await;
-    let unknown_user = app
-        .login_with(&second, "mallory", "not the right passphrase")
-        .await;
+    let wrong_password = app.login_with(&first, "alice", "not the right passphrase").await;
+    let unknown_user = app.login_with(&second, "mallory", "not the right passphrase").await;
 
     assert_eq!(wrong_password.status(), unknown_user.status());
-    assert!(
-        wrong_password.status().is_client_error(),
-        "{}",
-        wrong_password.status()
-    );
+    assert!(wrong_password.status().is_client_error(), "{}", wrong_password.status());
     let normalise = |html: String, typed: &str| {
         let token = csrf_in(&html);
         html.replace(&token, "CSRF")
@@ -354,10 +332,7 @@ async fn a_new_key_is_shown_once_and_never_again() {
     app.signed_up("alice").await;
 
     let res = app
-        .post_form(
-            "/keys",
-            &[("name", "ci"), ("scopes", "read"), ("expires_in_days", "")],
-        )
+        .post_form("/keys", &[("name", "ci"), ("scopes", "read"), ("expires_in_days", "")])
         .await;
 
     assert_eq!(res.status(), StatusCode::OK);
@@ -367,10 +342,7 @@ async fn a_new_key_is_shown_once_and_never_again() {
     let list = app.get_html("/keys").await;
     assert!(list.contains(&prefix_of(&key)));
     assert!(!list.contains(&key), "the full key is not on the list");
-    assert!(
-        !list.contains(&secret_of(&key)[..32]),
-        "the secret is not on the list"
-    );
+    assert!(!list.contains(&secret_of(&key)[..32]), "the secret is not on the list");
     let confirm = app.get_html(&format!("/keys/{}/delete", id_of(&key))).await;
     assert!(
         !confirm.contains(&secret_of(&key)[..32]),
@@ -419,21 +391,10 @@ async fn the_chosen_scopes_are_given_to_the_key() {
 
     let row = app.key_row(&app.client, &prefix_of(&key)).await.unwrap();
     let scopes = cell(&row, "key-scopes");
-    assert!(
-        scopes.contains("keys:read") && scopes.contains("write"),
-        "{scopes}"
-    );
+    assert!(scopes.contains("keys:read") && scopes.contains("write"), "{scopes}");
     assert!(!scopes.contains("keys:write"), "{scopes}");
-    let who: serde_json::Value = app
-        .api_get("/api/v1/whoami", &key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        who["key"]["scopes"],
-        serde_json::json!(["keys:read", "write"])
-    );
+    let who: serde_json::Value = app.api_get("/api/v1/whoami", &key).await.json().await.unwrap();
+    assert_eq!(who["key"]["scopes"], serde_json::json!(["keys:read", "write"]));
 }
 
 #[actix_web::test]
@@ -441,19 +402,11 @@ async fn an_unknown_scope_is_refused_and_nothing_is_created() {
     let app = spawn_app().await;
     app.signed_up("alice").await;
 
-    let (status, html) = app
-        .create_key_with(&app.client, "ci", &["read", "admin"], "")
-        .await;
+    let (status, html) = app.create_key_with(&app.client, "ci", &["read", "admin"], "").await;
 
     assert!(status.is_client_error(), "{status}");
-    assert!(
-        field_error(&html, "scopes").is_some(),
-        "message next to the scopes"
-    );
-    assert!(
-        html.contains(r#"value="read" checked"#),
-        "the valid choice is kept"
-    );
+    assert!(field_error(&html, "scopes").is_some(), "message next to the scopes");
+    assert!(html.contains(r#"value="read" checked"#), "the valid choice is kept");
     assert!(new_key_in(&html).is_none());
     assert_eq!(app.key_count(), 0);
     assert_eq!(rows(&app.get_html("/keys").await), 0);
@@ -468,14 +421,8 @@ async fn an_invalid_expiry_is_refused_with_a_message() {
         let (status, html) = app.create_key_with(&app.client, "ci", &[], bad).await;
 
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
-        assert!(
-            field_error(&html, "expires_in_days").is_some(),
-            "message for {bad}"
-        );
-        assert!(
-            html.contains(&format!(r#"value="{bad}""#)),
-            "typed value {bad} kept"
-        );
+        assert!(field_error(&html, "expires_in_days").is_some(), "message for {bad}");
+        assert!(html.contains(&format!(r#"value="{bad}""#)), "typed value {bad} kept");
     }
     assert_eq!(app.key_count(), 0);
 }
@@ -491,16 +438,8 @@ async fn a_key_with_an_expiry_shows_when_it_expires() {
     let key = new_key_in(&html).unwrap();
     let row = app.key_row(&app.client, &prefix_of(&key)).await.unwrap();
     let expires = cell(&row, "key-expires");
-    assert!(
-        expires.contains("<time") && !expires.contains("never"),
-        "{expires}"
-    );
-    let who: serde_json::Value = app
-        .api_get("/api/v1/whoami", &key)
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert!(expires.contains("<time") && !expires.contains("never"), "{expires}");
+    let who: serde_json::Value = app.api_get("/api/v1/whoami", &key).await.json().await.unwrap();
     assert!(who["key"]["expires_at"].is_string());
 }
 
@@ -514,9 +453,7 @@ async fn deleting_a_key_removes_it_and_says_so() {
     let confirm = app.get(&format!("/keys/{}/delete", id_of(&key))).await;
     assert_eq!(confirm.status(), StatusCode::OK);
 
-    let res = app
-        .post_form(&format!("/keys/{}/delete", id_of(&key)), &[])
-        .await;
+    let res = app.post_form(&format!("/keys/{}/delete", id_of(&key)), &[]).await;
 
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/keys");
@@ -544,10 +481,7 @@ async fn another_users_key_cannot_be_seen_or_deleted() {
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
     assert!(!page.text().await.unwrap().contains("bobs"));
     assert_eq!(post.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &bobs_key).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.api_get("/api/v1/whoami", &bobs_key).await.status(), StatusCode::OK);
     assert!(app.key_row(&bob, &prefix_of(&bobs_key)).await.is_some());
 }
 
@@ -567,19 +501,10 @@ async fn deleting_a_key_that_does_not_exist_is_not_found() {
 /// Token values that must be refused: none, empty, and another session's.
 async fn bad_tokens(app: &TestApp) -> Vec<Option<String>> {
     let stranger = browser();
-    vec![
-        None,
-        Some(String::new()),
-        Some(app.csrf_for(&stranger).await),
-    ]
+    vec![None, Some(String::new()), Some(app.csrf_for(&stranger).await)]
 }
 
-async fn post_with_token(
-    client: &Client,
-    url: &str,
-    fields: &[(&str, &str)],
-    token: &Option<String>,
-) -> StatusCode {
+async fn post_with_token(client: &Client, url: &str, fields: &[(&str, &str)], token: &Option<String>) -> StatusCode {
     let mut all: Vec<(&str, &str)> = fields.to_vec();
     if let Some(t) = token {
         all.push(("csrf_token", t));
@@ -619,10 +544,7 @@ async fn deleting_a_key_without_a_valid_csrf_token_is_forbidden() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{token:?}");
     }
     assert_eq!(app.key_count(), 1);
-    assert_eq!(
-        app.api_get("/api/v1/whoami", &key).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.api_get("/api/v1/whoami", &key).await.status(), StatusCode::OK);
 }
 
 #[actix_web::test]
@@ -694,11 +616,7 @@ async fn the_health_check_answers_ok() {
 
 fn assert_security_headers(res: &reqwest::Response) {
     let csp = header(res, "content-security-policy");
-    for directive in [
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ] {
+    for directive in ["object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"] {
         assert!(
             csp.contains(directive),
             "{directive} missing from {csp:?} on {}",
@@ -706,18 +624,8 @@ fn assert_security_headers(res: &reqwest::Response) {
         );
     }
     assert!(!csp.contains("unsafe-inline"), "{csp}");
-    assert_eq!(
-        header(res, "x-content-type-options"),
-        "nosniff",
-        "on {}",
-        res.url()
-    );
-    assert_eq!(
-        header(res, "referrer-policy"),
-        "no-referrer",
-        "on {}",
-        res.url()
-    );
+    assert_eq!(header(res, "x-content-type-options"), "nosniff", "on {}", res.url());
+    assert_eq!(header(res, "referrer-policy"), "no-referrer", "on {}", res.url());
 }
 
 #[actix_web::test]
@@ -730,11 +638,7 @@ async fn every_page_carries_the_security_headers() {
     for path in ["/login", "/register", "/no-such-page"] {
         assert_security_headers(&app.get_with(&anonymous, path).await);
     }
-    for path in [
-        "/keys",
-        "/keys/new",
-        &format!("/keys/{}/delete", id_of(&key)),
-    ] {
+    for path in ["/keys", "/keys/new", &format!("/keys/{}/delete", id_of(&key))] {
         let res = app.get(path).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         assert_security_headers(&res);
@@ -758,10 +662,7 @@ async fn the_session_cookie_is_http_only_lax_and_site_wide() {
         .iter()
         .find(|c| c.starts_with("keyward="))
         .expect("a session cookie is set");
-    let attrs: Vec<String> = session
-        .split(';')
-        .map(|a| a.trim().to_ascii_lowercase())
-        .collect();
+    let attrs: Vec<String> = session.split(';').map(|a| a.trim().to_ascii_lowercase()).collect();
     assert!(attrs.contains(&"httponly".to_owned()), "{session}");
     assert!(
         attrs.contains(&"samesite=lax".to_owned()) || attrs.contains(&"samesite=strict".to_owned()),

@@ -15,12 +15,17 @@ fn outbox(app: &TestApp) -> std::path::PathBuf {
 }
 
 async fn forgot(app: &TestApp, client: &reqwest::Client, email: &str) -> reqwest::Response {
-    app.post_form_with(client, "/password/forgot", &[("email", email)]).await
+    app.post_form_with(client, "/password/forgot", &[("email", email)])
+        .await
 }
 
 async fn reset(app: &TestApp, client: &reqwest::Client, token: &str, password: &str) -> reqwest::Response {
-    app.post_form_with(client, "/password/reset", &[("token", token), ("password", password), ("password_confirm", password)])
-        .await
+    app.post_form_with(
+        client,
+        "/password/reset",
+        &[("token", token), ("password", password), ("password_confirm", password)],
+    )
+    .await
 }
 
 /// Registers alice in the default browser, asks for a reset, returns the link.
@@ -29,7 +34,10 @@ async fn alice_asks_for_a_reset(app: &TestApp) -> String {
     let res = forgot(app, &browser(), "alice@example.com").await;
     assert_eq!(res.status(), StatusCode::OK);
     let mails = wait_for_messages(&outbox(app), 1).await;
-    let mail = mails.iter().find(|m| m.contains("Reset your Keyward password")).expect("a reset mail");
+    let mail = mails
+        .iter()
+        .find(|m| m.contains("Reset your Keyward password"))
+        .expect("a reset mail");
     reset_link(mail).expect("a link in the mail")
 }
 
@@ -37,7 +45,10 @@ async fn alice_asks_for_a_reset(app: &TestApp) -> String {
 async fn a_forgotten_password_is_reset_through_the_mailed_link() {
     let app = spawn_app().await;
     let link = alice_asks_for_a_reset(&app).await;
-    assert!(link.starts_with("http://127.0.0.1:8080/password/reset?token="), "{link}");
+    assert!(
+        link.starts_with("http://127.0.0.1:8080/password/reset?token="),
+        "{link}"
+    );
     let token = token_of(&link);
     assert!(token.len() >= 22, "at least 128 bits");
 
@@ -53,8 +64,14 @@ async fn a_forgotten_password_is_reset_through_the_mailed_link() {
     let keys = app.get_with(&other, "/keys").await;
     assert_eq!(keys.status(), StatusCode::SEE_OTHER);
     // The new password works, the old one does not.
-    assert_eq!(app.login_with(&browser(), "alice", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.login_with(&browser(), "alice", NEW_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.login_with(&browser(), "alice", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login_with(&browser(), "alice", NEW_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[actix_web::test]
@@ -72,7 +89,10 @@ async fn the_reset_mail_goes_through_a_real_smtp_server() {
 
     let res = reset(&app, &browser(), &token_of(&link), NEW_PASSWORD).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(app.login_with(&browser(), "alice", NEW_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.login_with(&browser(), "alice", NEW_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
     // The change notice follows through the same server.
     let mails = wait_for_messages(&smtp.new_mail_dir(), 2).await;
     assert!(mails.iter().any(|m| m.contains("Your Keyward password was changed")));
@@ -89,7 +109,11 @@ async fn an_unknown_email_gets_the_same_answer_and_no_mail() {
     assert_eq!(known, unknown);
     let mails = wait_for_messages(&outbox(&app), 1).await;
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(messages_in(&outbox(&app)).len(), 1, "only the existing account got mail: {mails:?}");
+    assert_eq!(
+        messages_in(&outbox(&app)).len(),
+        1,
+        "only the existing account got mail: {mails:?}"
+    );
 }
 
 #[actix_web::test]
@@ -99,11 +123,23 @@ async fn the_link_uses_the_base_url_whatever_the_host_header_says() {
     // keep the session; the form is posted with the cookie by hand instead.
     let client = browser();
     let page = app.get_with(&client, "/password/forgot").await;
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     assert!(cookie.starts_with("__Host-keyward="), "{cookie}");
     let token = csrf_in(&page.text().await.unwrap());
     let reg_page = reqwest::Client::new().get(app.url("/register")).send().await.unwrap();
-    let reg_cookie = reg_page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let reg_cookie = reg_page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let reg_token = csrf_in(&reg_page.text().await.unwrap());
     let res = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -136,7 +172,10 @@ async fn the_link_uses_the_base_url_whatever_the_host_header_says() {
     assert_eq!(res.status(), StatusCode::OK);
     let mails = wait_for_messages(&outbox(&app), 1).await;
     let link = reset_link(&mails[0]).unwrap();
-    assert!(link.starts_with("https://keys.example.com/password/reset?token="), "{link}");
+    assert!(
+        link.starts_with("https://keys.example.com/password/reset?token="),
+        "{link}"
+    );
     assert!(!mails[0].contains("evil.test"));
 }
 
@@ -144,13 +183,22 @@ async fn the_link_uses_the_base_url_whatever_the_host_header_says() {
 async fn a_reset_link_works_only_once() {
     let app = spawn_app().await;
     let token = token_of(&alice_asks_for_a_reset(&app).await);
-    assert_eq!(reset(&app, &browser(), &token, NEW_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        reset(&app, &browser(), &token, NEW_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 
     let again = reset(&app, &browser(), &token, "yet another passphrase").await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
     assert!(again.text().await.unwrap().contains("This link does not work"));
-    assert_eq!(app.get(&format!("/password/reset?token={token}")).await.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(app.login_with(&browser(), "alice", NEW_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get(&format!("/password/reset?token={token}")).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.login_with(&browser(), "alice", NEW_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[actix_web::test]
@@ -164,9 +212,18 @@ async fn an_expired_reset_link_is_refused() {
         .execute(&mut *conn)
         .unwrap();
 
-    assert_eq!(app.get(&format!("/password/reset?token={token}")).await.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(reset(&app, &browser(), &token, NEW_PASSWORD).await.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(app.login_with(&browser(), "alice", PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get(&format!("/password/reset?token={token}")).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        reset(&app, &browser(), &token, NEW_PASSWORD).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.login_with(&browser(), "alice", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[actix_web::test]
@@ -174,12 +231,30 @@ async fn of_two_concurrent_redemptions_exactly_one_succeeds() {
     let app = spawn_app().await;
     let token = token_of(&alice_asks_for_a_reset(&app).await);
     let (a, b) = (browser(), browser());
-    let (ra, rb) = futures_join(reset(&app, &a, &token, "first new passphrase"), reset(&app, &b, &token, "second new passphrase")).await;
+    let (ra, rb) = futures_join(
+        reset(&app, &a, &token, "first new passphrase"),
+        reset(&app, &b, &token, "second new passphrase"),
+    )
+    .await;
     let statuses = [ra.status(), rb.status()];
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::BAD_REQUEST).count(), 1, "{statuses:?}");
-    let first = app.login_with(&browser(), "alice", "first new passphrase").await.status();
-    let second = app.login_with(&browser(), "alice", "second new passphrase").await.status();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::BAD_REQUEST).count(),
+        1,
+        "{statuses:?}"
+    );
+    let first = app
+        .login_with(&browser(), "alice", "first new passphrase")
+        .await
+        .status();
+    let second = app
+        .login_with(&browser(), "alice", "second new passphrase")
+        .await
+        .status();
     assert!((first == StatusCode::SEE_OTHER) ^ (second == StatusCode::SEE_OTHER));
 }
 
@@ -191,12 +266,21 @@ async fn futures_join<A: std::future::Future, B: std::future::Future>(a: A, b: B
 async fn a_newer_request_replaces_the_older_link() {
     let app = spawn_app().await;
     let old = token_of(&alice_asks_for_a_reset(&app).await);
-    assert_eq!(forgot(&app, &browser(), "alice@example.com").await.status(), StatusCode::OK);
+    assert_eq!(
+        forgot(&app, &browser(), "alice@example.com").await.status(),
+        StatusCode::OK
+    );
     let mails = wait_for_messages(&outbox(&app), 2).await;
     let new = token_of(&reset_link(mails.last().unwrap()).unwrap());
     assert_ne!(old, new);
-    assert_eq!(reset(&app, &browser(), &old, NEW_PASSWORD).await.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(reset(&app, &browser(), &new, NEW_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        reset(&app, &browser(), &old, NEW_PASSWORD).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        reset(&app, &browser(), &new, NEW_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[actix_web::test]
@@ -205,16 +289,37 @@ async fn a_reset_ends_other_sessions_keeps_keys_and_sends_a_notice() {
     app.signed_up("alice").await;
     let key = app.create_key("ci", &[]).await;
     let laptop = browser();
-    assert_eq!(app.login_with(&laptop, "alice", PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.login_with(&laptop, "alice", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(app.get_with(&laptop, "/keys").await.status(), StatusCode::OK);
 
-    assert_eq!(forgot(&app, &browser(), "alice@example.com").await.status(), StatusCode::OK);
+    assert_eq!(
+        forgot(&app, &browser(), "alice@example.com").await.status(),
+        StatusCode::OK
+    );
     let link = reset_link(&wait_for_messages(&outbox(&app), 1).await[0]).unwrap();
-    assert_eq!(reset(&app, &browser(), &token_of(&link), NEW_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        reset(&app, &browser(), &token_of(&link), NEW_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 
-    assert_eq!(app.get_with(&laptop, "/keys").await.status(), StatusCode::SEE_OTHER, "laptop session ended");
-    assert_eq!(app.get("/keys").await.status(), StatusCode::SEE_OTHER, "first session ended");
-    assert_eq!(app.api_get("/api/v1/whoami", &key).await.status(), StatusCode::OK, "keys keep working");
+    assert_eq!(
+        app.get_with(&laptop, "/keys").await.status(),
+        StatusCode::SEE_OTHER,
+        "laptop session ended"
+    );
+    assert_eq!(
+        app.get("/keys").await.status(),
+        StatusCode::SEE_OTHER,
+        "first session ended"
+    );
+    assert_eq!(
+        app.api_get("/api/v1/whoami", &key).await.status(),
+        StatusCode::OK,
+        "keys keep working"
+    );
     let mails = wait_for_messages(&outbox(&app), 2).await;
     assert!(mails.iter().any(|m| m.contains("Your Keyward password was changed")));
 }
@@ -229,23 +334,42 @@ async fn changing_the_password_ends_other_sessions_but_not_this_one() {
     let wrong = app
         .post_form(
             "/account/password",
-            &[("current_password", "not my password"), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD)],
+            &[
+                ("current_password", "not my password"),
+                ("new_password", NEW_PASSWORD),
+                ("new_password_confirm", NEW_PASSWORD),
+            ],
         )
         .await;
     assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(wrong.text().await.unwrap().contains("current password is not correct"));
-    assert_eq!(app.get_with(&laptop, "/keys").await.status(), StatusCode::OK, "nothing changed yet");
+    assert_eq!(
+        app.get_with(&laptop, "/keys").await.status(),
+        StatusCode::OK,
+        "nothing changed yet"
+    );
 
     let ok = app
         .post_form(
             "/account/password",
-            &[("current_password", PASSWORD), ("new_password", NEW_PASSWORD), ("new_password_confirm", NEW_PASSWORD)],
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+                ("new_password_confirm", NEW_PASSWORD),
+            ],
         )
         .await;
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.get("/keys").await.status(), StatusCode::OK, "this session stays");
-    assert_eq!(app.get_with(&laptop, "/keys").await.status(), StatusCode::SEE_OTHER, "the other one ends");
-    assert_eq!(app.login_with(&browser(), "alice", NEW_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.get_with(&laptop, "/keys").await.status(),
+        StatusCode::SEE_OTHER,
+        "the other one ends"
+    );
+    assert_eq!(
+        app.login_with(&browser(), "alice", NEW_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
     let mails = wait_for_messages(&outbox(&app), 1).await;
     assert!(mails.iter().any(|m| m.contains("Your Keyward password was changed")));
 }
@@ -258,7 +382,10 @@ async fn a_weak_new_password_is_refused_with_a_message() {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.text().await.unwrap().contains("most common passwords"));
     // The link still works after a refused attempt.
-    assert_eq!(reset(&app, &browser(), &token, NEW_PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        reset(&app, &browser(), &token, NEW_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[actix_web::test]
@@ -267,7 +394,10 @@ async fn repeated_failed_logins_are_slowed_down_and_then_let_through() {
     app.signed_up("alice").await;
     let attacker = browser();
     for _ in 0..5 {
-        assert_eq!(app.login_with(&attacker, "alice", "wrong guess 123").await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.login_with(&attacker, "alice", "wrong guess 123").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
     let throttled = app.login_with(&attacker, "alice", PASSWORD).await;
     assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -276,7 +406,11 @@ async fn repeated_failed_logins_are_slowed_down_and_then_let_through() {
     assert!(throttled.text().await.unwrap().contains("Too many failed attempts"));
 
     actix_web::rt::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(app.login_with(&browser(), "alice", PASSWORD).await.status(), StatusCode::SEE_OTHER, "lifted");
+    assert_eq!(
+        app.login_with(&browser(), "alice", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER,
+        "lifted"
+    );
 }
 
 #[actix_web::test]
@@ -284,11 +418,18 @@ async fn reset_requests_for_one_account_are_rate_limited() {
     let app = spawn_app().await;
     app.signed_up("alice").await;
     for _ in 0..5 {
-        assert_eq!(forgot(&app, &browser(), "alice@example.com").await.status(), StatusCode::OK);
+        assert_eq!(
+            forgot(&app, &browser(), "alice@example.com").await.status(),
+            StatusCode::OK
+        );
     }
     wait_for_messages(&outbox(&app), 3).await;
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(messages_in(&outbox(&app)).len(), 3, "at most 3 mails per account per 15 minutes");
+    assert_eq!(
+        messages_in(&outbox(&app)).len(),
+        3,
+        "at most 3 mails per account per 15 minutes"
+    );
 }
 
 #[actix_web::test]
