@@ -22,4 +22,13 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# Pass 1: everything, the integration suite on SQLite.
 cargo test --locked --all-targets "$@"
+
+# Pass 2: the same integration suite on PostgreSQL (a throwaway cluster the
+# harness starts on 127.0.0.1, or KEYWARD_TEST_DATABASE_URL when given).
+if [ -n "${KEYWARD_TEST_DATABASE_URL:-}" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  KEYWARD_TEST_BACKEND=postgres cargo test --locked --test api "$@"
+else
+  echo "skipped: the PostgreSQL pass of the integration suite (no PostgreSQL server; apt-get install postgresql)"
+fi

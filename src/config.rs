@@ -26,6 +26,20 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Copy users, keys and pending reset tokens from this SQLite database
+    /// into an empty PostgreSQL database.
+    Copy {
+        /// The target, postgres://user:pass@host/db (must be empty).
+        #[arg(long, hide_env_values = true)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,7 +5,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use anyhow::Context as _;
 use clap::Parser as _;
 use keyward::accounts::{self, domain};
-use keyward::config::{Cli, Command, UserCommand};
+use keyward::config::{Cli, Command, DbCommand, UserCommand};
 use keyward::startup::Application;
 
 #[actix_web::main]
@@ -25,6 +25,20 @@ async fn main() -> anyhow::Result<()> {
             let url = settings.database();
             keyward::db::run_migrations(&url)?;
             println!("migrations applied to {}", url.redacted());
+            Ok(())
+        }
+        Command::Db(DbCommand::Copy { to }) => {
+            let from = settings.database();
+            let to = keyward::db::DatabaseUrl::parse(&to);
+            let copied = keyward::db::copy::copy_sqlite_to_postgres(&from, &to)?;
+            println!(
+                "copied {} users, {} keys and {} reset tokens from {} to {} (row counts verified)",
+                copied.users,
+                copied.keys,
+                copied.reset_tokens,
+                from.redacted(),
+                to.redacted()
+            );
             Ok(())
         }
         Command::User(UserCommand::Create { name, email }) => {

@@ -71,6 +71,9 @@ impl Application {
         });
 
         spawn_housekeeping(state.clone());
+        if let crate::db::DatabaseUrl::Postgres(url) = settings.database() {
+            spawn_revocation_listener(url, &verifier)?;
+        }
 
         let https = settings.is_https();
         let cookie_name = if https { "__Host-keyward" } else { "keyward" };
@@ -140,6 +143,25 @@ impl Application {
         }
         served.context("server failed")
     }
+}
+
+/// Keys deleted on other instances are forgotten here within ~100 ms. The
+/// listener holds only a weak reference and ends with the application.
+fn spawn_revocation_listener(url: String, verifier: &Arc<Verifier>) -> anyhow::Result<()> {
+    use crate::db::revocation::{spawn_listener, Revoked};
+    let weak = Arc::downgrade(verifier);
+    spawn_listener(url, move |event| {
+        let Some(verifier) = weak.upgrade() else {
+            return false;
+        };
+        match event {
+            Revoked::Key(id) => verifier.forget(id),
+            Revoked::Unknown => verifier.forget_all(),
+            Revoked::Idle => {}
+        }
+        true
+    })
+    .context("cannot start the revocation listener")
 }
 
 /// Flushes last-used times every few seconds; prunes old sessions hourly.

@@ -4,6 +4,8 @@
 //! Both backends go through one `MultiConnection`, so every query in the
 //! domain modules is written once.
 
+pub mod copy;
+pub mod revocation;
 pub mod schema;
 
 use std::path::Path;

@@ -152,7 +152,19 @@ pub async fn delete(pool: &Pool, verifier: &Verifier, user_id: i64, key_id: &str
         return Ok(false);
     }
     let id = key_id.to_owned();
-    let deleted = db::run(pool, move |conn| Ok(store::delete_for_user(conn, user_id, &id)?)).await?;
+    let deleted = db::run(pool, move |conn| {
+        use diesel::Connection as _;
+        // The NOTIFY rides in the deleting transaction: other instances hear
+        // of the revocation exactly when it commits (PostgreSQL only).
+        Ok(conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            let deleted = store::delete_for_user(conn, user_id, &id)?;
+            if deleted {
+                db::revocation::notify_revoked(conn, &id)?;
+            }
+            Ok(deleted)
+        })?)
+    })
+    .await?;
     if deleted {
         verifier.forget(key_id);
     }
@@ -251,6 +263,12 @@ impl Verifier {
     /// Drops anything this instance remembers about a key (called on delete).
     pub fn forget(&self, key_id: &str) {
         self.last_used.forget(key_id);
+    }
+
+    /// Drops everything this instance remembers about any key: called when
+    /// revocations from other instances may have been missed.
+    pub fn forget_all(&self) {
+        // Nothing is cached beyond pending last-used times, which stay valid.
     }
 }
 

@@ -2,8 +2,11 @@ mod helpers;
 
 mod api;
 mod bad_input;
+mod cli;
+mod instances;
 mod logs;
 mod mailbox;
 mod pages;
 mod password;
+mod pg;
 mod smoke;

@@ -1,0 +1,263 @@
+//! Several Keyward processes on one PostgreSQL database: what a company
+//! behind a load balancer runs. Also the SQLite → PostgreSQL copy command.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use diesel::prelude::*;
+use keyward::db::schema::api_keys;
+use reqwest::{Client, StatusCode};
+
+/// A real `keyward serve` process; killed when dropped.
+struct Instance {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Instance {
+    async fn start(database_url: &str, flush_seconds: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .env_remove("KEYWARD_SMTP_URL")
+            .env("DATABASE_URL", database_url)
+            .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
+            .env("KEYWARD_DATA_DIR", dir.path())
+            .env("KEYWARD_WORKERS", "1")
+            .env("KEYWARD_LAST_USED_FLUSH_SECONDS", flush_seconds.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keyward starts");
+        let me = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if Client::new()
+                .get(me.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+            {
+                return me;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("keyward did not become healthy");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post_form(
+        &self,
+        client: &Client,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let page = client
+            .get(self.url(form_page))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let token = csrf_in(&page);
+        let mut all = fields.to_vec();
+        all.push(("csrf_token", &token));
+        client.post(self.url(path)).form(&all).send().await.unwrap()
+    }
+
+    async fn create_key(&self, client: &Client, name: &str, scopes: &[&str]) -> String {
+        let mut fields = vec![("name", name), ("expires_in_days", "")];
+        fields.extend(scopes.iter().map(|s| ("scopes", *s)));
+        let html = self
+            .post_form(client, "/keys/new", "/keys", &fields)
+            .await
+            .text()
+            .await
+            .unwrap();
+        new_key_in(&html).expect("key shown")
+    }
+
+    async fn whoami(&self, key: &str) -> StatusCode {
+        Client::new()
+            .get(self.url("/api/v1/whoami"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+#[actix_web::test]
+async fn two_instances_share_keys_revocations_and_last_used_times() {
+    let Some(url) = crate::pg::fresh_database_or_skip("two_instances_share_keys_revocations_and_last_used_times")
+    else {
+        return;
+    };
+    // A flushes last-used times every second, B only every 3 seconds.
+    let a = Instance::start(&url, 1).await;
+    let b = Instance::start(&url, 3).await;
+    let alice = browser();
+    let res = a
+        .post_form(
+            &alice,
+            "/register",
+            "/register",
+            &[
+                ("username", "alice"),
+                ("email", "alice@example.com"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let admin = a.create_key(&alice, "admin", &["keys:read", "keys:write"]).await;
+    let by_api = a.create_key(&alice, "deleted through the api", &[]).await;
+    let by_page = a.create_key(&alice, "deleted on the page", &[]).await;
+
+    // Created on A, works on B (and B now remembers these keys as valid).
+    assert_eq!(b.whoami(&by_api).await, StatusCode::OK);
+    assert_eq!(b.whoami(&by_page).await, StatusCode::OK);
+
+    // Deleted on A through the API: refused on B within a second.
+    let res = Client::new()
+        .delete(a.url(&format!("/api/v1/keys/{}", id_of(&by_api))))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(
+        refused_within_a_second(&b, &by_api).await,
+        "B still accepts a key deleted on A"
+    );
+
+    // Deleted on A through the page: the same.
+    let id = id_of(&by_page);
+    let res = a
+        .post_form(
+            &alice,
+            &format!("/keys/{id}/delete"),
+            &format!("/keys/{id}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        refused_within_a_second(&b, &by_page).await,
+        "B still accepts a key deleted on A's page"
+    );
+
+    // Last used: B sees a use first, A a later one. A flushes first, B flushes
+    // its older time afterwards; the database must keep the later one.
+    assert_eq!(b.whoami(&admin).await, StatusCode::OK);
+    actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    let before_a = keyward::time::now();
+    assert_eq!(a.whoami(&admin).await, StatusCode::OK);
+    actix_web::rt::time::sleep(Duration::from_millis(4500)).await;
+    let mut conn = diesel::PgConnection::establish(&url).unwrap();
+    let last_used: Option<chrono::NaiveDateTime> = api_keys::table
+        .find(id_of(&admin))
+        .select(api_keys::last_used_at)
+        .first(&mut conn)
+        .unwrap();
+    let last_used = last_used.expect("last use recorded");
+    assert!(
+        last_used >= before_a,
+        "kept {last_used}, but A used the key at {before_a} or later"
+    );
+}
+
+/// Polls for at most one second; true once `b` refuses the key.
+async fn refused_within_a_second(b: &Instance, key: &str) -> bool {
+    let start = Instant::now();
+    loop {
+        if b.whoami(key).await == StatusCode::UNAUTHORIZED {
+            return true;
+        }
+        if start.elapsed() > Duration::from_secs(1) {
+            return false;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn copy_to(data_dir: &std::path::Path, target: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .env_remove("DATABASE_URL")
+        .env("KEYWARD_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .args(["db", "copy", "--to", target])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_sqlite_install_moves_to_postgres_with_logins_and_keys_intact() {
+    let Some(url) = crate::pg::fresh_database_or_skip("a_sqlite_install_moves_to_postgres_with_logins_and_keys_intact")
+    else {
+        return;
+    };
+    let old = spawn_app_with(|s| s.database_url = None).await;
+    old.signed_up("alice").await;
+    let key = old.create_key("ci", &["keys:read"]).await;
+    let bob = old.new_user("bob").await;
+    let bobs_key = old.create_key_for(&bob, "bob's", &[]).await;
+
+    let out = copy_to(old.dir.path(), &url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("copied 2 users, 2 keys"), "{stdout}");
+
+    let new = spawn_app_with(|s| s.database_url = Some(url.clone())).await;
+    assert_eq!(
+        new.login_with(&browser(), "alice", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(new.api_get("/api/v1/whoami", &key).await.status(), StatusCode::OK);
+    assert_eq!(new.api_get("/api/v1/whoami", &bobs_key).await.status(), StatusCode::OK);
+    let listed: serde_json::Value = new.api_get("/api/v1/keys", &key).await.json().await.unwrap();
+    assert_eq!(listed["keys"][0]["name"], "ci");
+    // New accounts get fresh ids after the copied ones.
+    assert_eq!(
+        new.register_with(&browser(), "carol", "carol@example.com", PASSWORD)
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // A second copy would overwrite: refused, nothing changed.
+    let again = copy_to(old.dir.path(), &url);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    assert_eq!(
+        new.login_with(&browser(), "carol", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
