@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -15,6 +15,8 @@ use std::future::{ready, Future, Ready};
 use std::ops::Deref;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
@@ -23,6 +25,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::keys::{VerifiedKey, Verifier, VerifyError};
+use crate::metrics::Outcome;
 
 /// JSON errors of the API, with their `WWW-Authenticate` challenges.
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +77,10 @@ impl ResponseError for ApiError {
 }
 
 /// The verified key of the caller. Extracting it answers 401 when there is
-/// no key or a bad one; the handler only runs for a valid key.
+/// no key or a bad one; the handler only runs for a valid key. It shares
+/// the cached answer rather than copying it.
 #[derive(Clone, Debug)]
-pub struct ApiKey(Rc<VerifiedKey>);
+pub struct ApiKey(Arc<VerifiedKey>);
 
 impl Deref for ApiKey {
     type Target = VerifiedKey;
@@ -98,7 +102,7 @@ impl ApiKey {
 
 /// The key from `Authorization: Bearer …` or `X-API-Key: …`. Query strings
 /// and bodies are never looked at: keys there end up in logs and caches.
-fn presented_key(req: &HttpRequest) -> Result<String, ApiError> {
+fn presented_key(req: &HttpRequest) -> Result<&str, ApiError> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION) {
         let v = v.to_str().map_err(|_| ApiError::InvalidToken)?.trim();
         if let Some((scheme, token)) = v.split_once(' ') {
@@ -107,24 +111,53 @@ fn presented_key(req: &HttpRequest) -> Result<String, ApiError> {
                 return if token.is_empty() {
                     Err(ApiError::MissingKey)
                 } else {
-                    Ok(token.to_owned())
+                    Ok(token)
                 };
             }
         }
     }
     if let Some(v) = req.headers().get("x-api-key") {
         let v = v.to_str().map_err(|_| ApiError::InvalidToken)?.trim();
-        return if v.is_empty() {
-            Err(ApiError::MissingKey)
-        } else {
-            Ok(v.to_owned())
-        };
+        return if v.is_empty() { Err(ApiError::MissingKey) } else { Ok(v) };
     }
     Err(ApiError::MissingKey)
 }
 
 fn addr(req: &HttpRequest) -> String {
     req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
+/// Refused keys logged one by one per second, at most. Each refusal is
+/// logged, but a flood of made-up keys must not turn into a flood of log
+/// lines (formatting and writing one costs more than refusing the key, and
+/// it would fill the disk): beyond this, refusals are counted and the count
+/// is logged once a second. `/metrics` counts every one.
+const REFUSALS_LOGGED_PER_SECOND: u64 = 100;
+
+fn log_refusal(req: &HttpRequest, presented: &str) {
+    static WINDOW: AtomicU64 = AtomicU64::new(0);
+    static LOGGED: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let window = WINDOW.load(Relaxed);
+    if window != second && WINDOW.compare_exchange(window, second, Relaxed, Relaxed).is_ok() {
+        LOGGED.store(0, Relaxed);
+        let unlogged = UNLOGGED.swap(0, Relaxed);
+        if unlogged > 0 {
+            tracing::info!(target: "keyward::audit", event = "key_refused", count = unlogged, "more keys refused than logged one by one");
+        }
+    }
+    if LOGGED.fetch_add(1, Relaxed) >= REFUSALS_LOGGED_PER_SECOND {
+        UNLOGGED.fetch_add(1, Relaxed);
+        return;
+    }
+    // Only the display prefix is logged, and only when well-formed.
+    let shown = crate::keys::format::parse_parts(presented)
+        .map(|p| p.display_prefix)
+        .unwrap_or_default();
+    tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown, addr = %addr(req));
 }
 
 impl FromRequest for ApiKey {
@@ -138,24 +171,30 @@ impl FromRequest for ApiKey {
         }
         let req = req.clone();
         Box::pin(async move {
-            let presented = presented_key(&req)?;
             let Some(verifier) = req.app_data::<web::Data<Verifier>>() else {
                 tracing::error!("ApiKey used without a Verifier in app_data");
                 return Err(ApiError::Unavailable);
             };
-            match verifier.verify(&presented).await {
+            let presented = match presented_key(&req) {
+                Ok(k) => k,
+                Err(e) => {
+                    let outcome = match e {
+                        ApiError::MissingKey => Outcome::Missing,
+                        _ => Outcome::Invalid,
+                    };
+                    verifier.metrics().unverified(outcome);
+                    return Err(e);
+                }
+            };
+            match verifier.verify(presented).await {
                 Ok(v) => {
                     tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username, key = %v.prefix, addr = %addr(&req));
-                    let key = ApiKey(Rc::new(v));
+                    let key = ApiKey(v);
                     req.extensions_mut().insert(key.clone());
                     Ok(key)
                 }
                 Err(VerifyError::Invalid) => {
-                    // Only the display prefix is logged, and only when well-formed.
-                    let shown = crate::keys::format::parse(&presented)
-                        .map(|p| p.display_prefix)
-                        .unwrap_or_default();
-                    tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown, addr = %addr(&req));
+                    log_refusal(&req, presented);
                     Err(ApiError::InvalidToken)
                 }
                 Err(VerifyError::Unavailable(e)) => {

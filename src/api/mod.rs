@@ -1,4 +1,4 @@
-//! The JSON API under `/api/v1`, protected by the guard.
+//! The JSON API under `/api/v1`, protected by the guard, and `/metrics`.
 
 pub mod guard;
 
@@ -38,18 +38,50 @@ impl KeyJson {
     }
 }
 
-/// `GET /api/v1/whoami`: any valid key.
+#[derive(Serialize)]
+struct Whoami<'a> {
+    user: &'a str,
+    key: WhoamiKey<'a>,
+}
+
+#[derive(Serialize)]
+struct WhoamiKey<'a> {
+    id: &'a str,
+    name: &'a str,
+    prefix: &'a str,
+    scopes: &'a [String],
+    expires_at: Option<String>,
+}
+
+/// `GET /api/v1/whoami`: any valid key. Serialised straight from the
+/// cached key (no intermediate JSON tree): this is the hot path's answer.
 async fn whoami(key: ApiKey) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "user": key.username,
-        "key": {
-            "id": key.key_id,
-            "name": key.name,
-            "prefix": key.prefix,
-            "scopes": key.scopes,
-            "expires_at": key.expires_at.map(rfc3339),
-        }
-    }))
+    HttpResponse::Ok().json(Whoami {
+        user: &key.username,
+        key: WhoamiKey {
+            id: &key.key_id,
+            name: &key.name,
+            prefix: &key.prefix,
+            scopes: &key.scopes,
+            expires_at: key.expires_at.map(rfc3339),
+        },
+    })
+}
+
+/// `GET /api/v1/ping`: no key, no database. A liveness probe, and the
+/// baseline the load test compares the guard against.
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}
+
+/// `GET /metrics`: the guard's counters in the Prometheus text format.
+/// Counts only, nothing about any user or key.
+async fn metrics(verifier: web::Data<Verifier>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(verifier.render_metrics())
 }
 
 /// `GET /api/v1/keys`: the caller's keys (scope `keys:read`), never a secret.
@@ -92,8 +124,10 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics));
     cfg.service(
         web::scope("/api/v1")
+            .route("/ping", web::get().to(ping))
             .route("/whoami", web::get().to(whoami))
             .service(
                 web::resource("/keys")

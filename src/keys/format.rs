@@ -100,6 +100,35 @@ pub struct GeneratedKey {
     pub digest: KeyDigest,
 }
 
+/// A syntactically valid key with a correct checksum, borrowing from the
+/// presented string: what the verification hot path needs, with no
+/// allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyParts<'a> {
+    /// The 8-character id, ASCII base62.
+    pub id: &'a str,
+    /// `{tag}_{id}`.
+    pub display_prefix: &'a str,
+    pub digest: KeyDigest,
+}
+
+impl KeyParts<'_> {
+    /// The id as a fixed-size value, for maps that should not allocate.
+    pub fn id_bytes(&self) -> [u8; ID_LEN] {
+        let mut out = [0u8; ID_LEN];
+        out.copy_from_slice(self.id.as_bytes());
+        out
+    }
+
+    pub fn to_parsed(self) -> ParsedKey {
+        ParsedKey {
+            id: self.id.to_owned(),
+            display_prefix: self.display_prefix.to_owned(),
+            digest: self.digest,
+        }
+    }
+}
+
 /// A syntactically valid key with a correct checksum.
 #[derive(Debug, Clone)]
 pub struct ParsedKey {
@@ -154,6 +183,11 @@ fn is_base62(s: &str) -> bool {
 
 /// Parses and checks a presented key without touching any storage.
 pub fn parse(key: &str) -> Result<ParsedKey, FormatError> {
+    parse_parts(key).map(KeyParts::to_parsed)
+}
+
+/// `parse` without allocating: the parts borrow from `key`.
+pub fn parse_parts(key: &str) -> Result<KeyParts<'_>, FormatError> {
     if key.len() > MAX_KEY_LEN || !key.is_ascii() {
         return Err(FormatError::Shape);
     }
@@ -173,9 +207,9 @@ pub fn parse(key: &str) -> Result<ParsedKey, FormatError> {
     if checksum(&key[..body_len]).as_slice() != &key.as_bytes()[body_len..] {
         return Err(FormatError::Checksum);
     }
-    Ok(ParsedKey {
-        id: id.to_owned(),
-        display_prefix: key[..tag.len() + 1 + ID_LEN].to_owned(),
+    Ok(KeyParts {
+        id,
+        display_prefix: &key[..tag.len() + 1 + ID_LEN],
         digest: KeyDigest::of(key),
     })
 }

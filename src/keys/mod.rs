@@ -1,15 +1,20 @@
-//! API keys: the format, the store, verification and last-used batching.
+//! API keys: the format, the store, verification (with its cache) and
+//! last-used batching.
 
 pub mod format;
 pub mod last_used;
 pub mod store;
 
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{Duration, NaiveDateTime};
+use moka::sync::Cache;
 
 use crate::db::{self, Pool};
-use format::{GeneratedKey, KeyTag};
+use crate::metrics::{CacheEvent, Gauges, Metrics, Outcome};
+use format::{GeneratedKey, KeyDigest, KeyTag, ID_LEN};
 pub use last_used::LastUsed;
 pub use store::KeyInfo;
 
@@ -89,7 +94,12 @@ pub struct NewKeyRequest {
 
 /// Creates a key; the returned `GeneratedKey` holds the only copy of the
 /// full key, to be shown once.
-pub async fn create(pool: &Pool, tag: &KeyTag, req: NewKeyRequest) -> Result<(GeneratedKey, KeyInfo), CreateKeyError> {
+pub async fn create(
+    pool: &Pool,
+    verifier: &Verifier,
+    tag: &KeyTag,
+    req: NewKeyRequest,
+) -> Result<(GeneratedKey, KeyInfo), CreateKeyError> {
     let generated = format::generate(tag);
     let now = crate::time::now();
     let info = KeyInfo {
@@ -126,6 +136,7 @@ pub async fn create(pool: &Pool, tag: &KeyTag, req: NewKeyRequest) -> Result<(Ge
     })
     .await?;
     if outcome {
+        verifier.key_created(&info.id);
         Ok((generated, info))
     } else {
         Err(CreateKeyError::NameTaken)
@@ -199,19 +210,109 @@ pub enum VerifyError {
     Unavailable(#[source] anyhow::Error),
 }
 
-/// Checks presented keys against the store and records their use.
+/// How long and how many verified keys are remembered.
+///
+/// The TTL bounds how long a change this instance did not hear about (a
+/// key deleted through another instance without a revocation listener, an
+/// expiry edited in the database by hand) can go unnoticed; deletes on this
+/// instance and an expiry date passing take effect at once regardless.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheSettings {
+    pub ttl: std::time::Duration,
+    /// Known key ids remembered at most (each costs a few hundred bytes).
+    pub max_known: u64,
+    /// Unknown key ids remembered at most, so a flood of made-up keys is
+    /// answered from memory without evicting the known ones.
+    pub max_unknown: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl: std::time::Duration::from_secs(30),
+            max_known: 100_000,
+            max_unknown: 100_000,
+        }
+    }
+}
+
+/// A key id as a fixed-size value: cache lookups never allocate.
+type KeyId = [u8; ID_LEN];
+
+/// What the cache keeps of a known key: its digest to check the presented
+/// secret against, and the answer handed to handlers, shared, not copied.
+#[derive(Clone)]
+struct Known {
+    /// `None` when the stored digest is not 32 bytes: such a row never matches.
+    digest: Option<KeyDigest>,
+    key: Arc<VerifiedKey>,
+}
+
+/// Checks presented keys and records their use.
+///
+/// A verified key costs a SHA-256 and an in-memory lookup: known key ids are
+/// cached with their digest, owner, scopes and expiry, so a cache hit makes
+/// no database access and an expired key is refused even from the cache.
+/// Unknown ids are cached separately (a flood of well-formed made-up keys
+/// cannot evict the real ones, and each made-up key reaches the database at
+/// most once per TTL). Malformed keys and bad checksums never get this far.
 pub struct Verifier {
     pool: Pool,
     last_used: Arc<LastUsed>,
+    known: Cache<KeyId, Known>,
+    unknown: Cache<KeyId, ()>,
+    /// Bumped by every invalidation. A lookup that read the database before
+    /// an invalidation but fills the cache after it would otherwise bring a
+    /// deleted key back: it compares this before and after, and drops what
+    /// it cached when they differ.
+    invalidations: AtomicU64,
+    metrics: Metrics,
+    /// The wall clock; tests move it to see a cached key expire.
+    clock: fn() -> NaiveDateTime,
 }
 
 impl Verifier {
     pub fn new(pool: Pool, last_used: Arc<LastUsed>) -> Self {
-        Self { pool, last_used }
+        Self::with_cache(pool, last_used, CacheSettings::default())
+    }
+
+    pub fn with_cache(pool: Pool, last_used: Arc<LastUsed>, cache: CacheSettings) -> Self {
+        Self {
+            pool,
+            last_used,
+            known: Cache::builder()
+                .max_capacity(cache.max_known)
+                .time_to_live(cache.ttl)
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(cache.max_unknown)
+                .time_to_live(cache.ttl)
+                .build(),
+            invalidations: AtomicU64::new(0),
+            metrics: Metrics::default(),
+            clock: crate::time::now,
+        }
     }
 
     pub fn last_used(&self) -> &Arc<LastUsed> {
         &self.last_used
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus text of the verification counters and gauges.
+    pub fn render_metrics(&self) -> String {
+        // The caches count entries lazily; settle them so the gauges are
+        // exact (a scrape is rare, this is cheap).
+        self.known.run_pending_tasks();
+        self.unknown.run_pending_tasks();
+        self.metrics.render(Gauges {
+            last_used_pending: self.last_used.pending_count() as u64,
+            cached_known: self.known.entry_count(),
+            cached_unknown: self.unknown.entry_count(),
+        })
     }
 
     /// Writes pending last-used times now (also what shutdown calls).
@@ -234,47 +335,291 @@ impl Verifier {
         });
     }
 
-    pub async fn verify(&self, presented: &str) -> Result<VerifiedKey, VerifyError> {
-        // Shape and checksum first: typos and garbage never reach the database.
-        let parsed = format::parse(presented).map_err(|_| VerifyError::Invalid)?;
-        let id = parsed.id.clone();
-        let found = db::run(&self.pool, move |conn| Ok(store::find_for_verify(conn, &id)?))
+    /// Verifies a presented key and records its use.
+    pub async fn verify(&self, presented: &str) -> Result<Arc<VerifiedKey>, VerifyError> {
+        let started = Instant::now();
+        let result = self.check(presented).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(VerifyError::Invalid) => Outcome::Invalid,
+            Err(VerifyError::Unavailable(_)) => Outcome::Error,
+        };
+        self.metrics.verification(outcome, started.elapsed());
+        result
+    }
+
+    async fn check(&self, presented: &str) -> Result<Arc<VerifiedKey>, VerifyError> {
+        // Shape and checksum first: typos and garbage never reach the cache
+        // or the database.
+        let parts = format::parse_parts(presented).map_err(|_| VerifyError::Invalid)?;
+        let id = parts.id_bytes();
+        let known = if let Some(known) = self.known.get(&id) {
+            self.metrics.cache(CacheEvent::PositiveHit);
+            known
+        } else if self.unknown.contains_key(&id) {
+            self.metrics.cache(CacheEvent::NegativeHit);
+            return Err(VerifyError::Invalid);
+        } else {
+            self.lookup(parts.id, id).await?.ok_or(VerifyError::Invalid)?
+        };
+        let now = (self.clock)();
+        let digest_ok = known.digest.is_some_and(|d| parts.digest.matches(d.as_bytes()));
+        let key = known.key;
+        if !digest_ok || key.prefix != parts.display_prefix || key.expires_at.is_some_and(|e| e <= now) {
+            return Err(VerifyError::Invalid);
+        }
+        self.last_used.record(&key.key_id, now);
+        Ok(key)
+    }
+
+    /// Reads a key id from the database and caches the answer, known or not.
+    async fn lookup(&self, id_text: &str, id: KeyId) -> Result<Option<Known>, VerifyError> {
+        let before = self.invalidations.load(SeqCst);
+        self.metrics.db_lookup();
+        let wanted = id_text.to_owned();
+        let found = db::run(&self.pool, move |conn| Ok(store::find_for_verify(conn, &wanted)?))
             .await
             .map_err(VerifyError::Unavailable)?;
         let Some((info, digest, username)) = found else {
-            return Err(VerifyError::Invalid);
+            self.metrics.cache(CacheEvent::NegativeMiss);
+            self.unknown.insert(id, ());
+            if self.invalidations.load(SeqCst) != before {
+                self.unknown.invalidate(&id);
+            }
+            return Ok(None);
         };
-        let now = crate::time::now();
-        if !parsed.digest.matches(&digest) || info.prefix != parsed.display_prefix || info.is_expired(now) {
-            return Err(VerifyError::Invalid);
+        self.metrics.cache(CacheEvent::PositiveMiss);
+        let known = Known {
+            digest: <[u8; 32]>::try_from(digest.as_slice()).ok().map(KeyDigest),
+            key: Arc::new(VerifiedKey {
+                scopes: info.scope_list(),
+                key_id: info.id,
+                user_id: info.user_id,
+                username,
+                name: info.name,
+                prefix: info.prefix,
+                expires_at: info.expires_at,
+            }),
+        };
+        self.known.insert(id, known.clone());
+        if self.invalidations.load(SeqCst) != before {
+            self.known.invalidate(&id);
         }
-        self.last_used.record(&info.id, now);
-        Ok(VerifiedKey {
-            scopes: info.scope_list(),
-            key_id: info.id,
-            user_id: info.user_id,
-            username,
-            name: info.name,
-            prefix: info.prefix,
-            expires_at: info.expires_at,
-        })
+        Ok(Some(known))
     }
 
-    /// Drops anything this instance remembers about a key (called on delete).
+    /// Drops anything this instance remembers about a key. Called on delete
+    /// before the delete request returns, and by the revocation listener.
     pub fn forget(&self, key_id: &str) {
+        self.invalidations.fetch_add(1, SeqCst);
+        if let Ok(id) = KeyId::try_from(key_id.as_bytes()) {
+            self.known.invalidate(&id);
+            self.unknown.invalidate(&id);
+        }
         self.last_used.forget(key_id);
     }
 
+    /// A key was created: its id may sit in the cache of unknown ids (ids
+    /// are random, so only if someone guessed it, but then it must work).
+    pub fn key_created(&self, key_id: &str) {
+        self.invalidations.fetch_add(1, SeqCst);
+        if let Ok(id) = KeyId::try_from(key_id.as_bytes()) {
+            self.unknown.invalidate(&id);
+        }
+    }
+
     /// Drops everything this instance remembers about any key: called when
-    /// revocations from other instances may have been missed.
+    /// revocations from other instances may have been missed. Pending
+    /// last-used times stay: they are uses that did happen.
     pub fn forget_all(&self) {
-        // Nothing is cached beyond pending last-used times, which stay valid.
+        self.invalidations.fetch_add(1, SeqCst);
+        self.known.invalidate_all();
+        self.unknown.invalidate_all();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::schema::users;
+    use diesel::prelude::*;
+    use format::GeneratedKey;
+
+    /// A fresh database with one user; the pool, the user id and the temp dir.
+    fn database() -> (Pool, i64, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = db::DatabaseUrl::Sqlite(dir.path().join("t.db").to_string_lossy().into_owned());
+        let pool = db::connect(&url).unwrap();
+        let mut conn = pool.get().unwrap();
+        diesel::insert_into(users::table)
+            .values((
+                users::username.eq("alice"),
+                users::email.eq("alice@example.com"),
+                users::password_hash.eq("x"),
+                users::created_at.eq(crate::time::now()),
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+        let user_id = users::table.select(users::id).first(&mut *conn).unwrap();
+        (pool, user_id, dir)
+    }
+
+    fn store_key(pool: &Pool, user_id: i64, g: &GeneratedKey, expires_at: Option<NaiveDateTime>) {
+        let new = store::NewKey {
+            id: &g.id,
+            user_id,
+            name: &g.id,
+            prefix: &g.display_prefix,
+            digest: g.digest.as_bytes(),
+            scopes: "read",
+            created_at: crate::time::now(),
+            expires_at,
+        };
+        store::insert(&mut pool.get().unwrap(), &new).unwrap();
+    }
+
+    fn kw() -> KeyTag {
+        KeyTag::parse("kw").unwrap()
+    }
+
+    fn verify(v: &Verifier, key: &GeneratedKey) -> Result<Arc<VerifiedKey>, VerifyError> {
+        actix_web::rt::System::new().block_on(v.verify(key.key.expose()))
+    }
+
+    #[test]
+    fn a_second_verification_is_answered_from_the_cache() {
+        let (pool, user_id, _dir) = database();
+        let key = format::generate(&kw());
+        store_key(&pool, user_id, &key, None);
+        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
+
+        assert_eq!(verify(&v, &key).unwrap().username, "alice");
+        assert_eq!(verify(&v, &key).unwrap().scopes, ["read"]);
+
+        let m = v.metrics().snapshot();
+        assert_eq!((m.db_lookups, m.positive_misses, m.positive_hits, m.ok), (1, 1, 1, 2));
+        assert!(v.last_used().pending(&key.id).is_some());
+    }
+
+    #[test]
+    fn a_forged_secret_for_a_cached_id_is_refused_without_the_database() {
+        let (pool, user_id, _dir) = database();
+        let key = format::generate(&kw());
+        store_key(&pool, user_id, &key, None);
+        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
+        verify(&v, &key).unwrap();
+        let body = format!("{}_{}", key.display_prefix, format::random_base62(format::SECRET_LEN));
+        let forged = format!("{body}{}", String::from_utf8(format::checksum(&body).to_vec()).unwrap());
+
+        let res = actix_web::rt::System::new().block_on(v.verify(&forged));
+
+        assert!(matches!(res, Err(VerifyError::Invalid)));
+        assert_eq!(v.metrics().snapshot().db_lookups, 1);
+    }
+
+    #[test]
+    fn a_cached_key_is_refused_once_its_expiry_passes() {
+        thread_local! {
+            static NOW: std::cell::Cell<Option<NaiveDateTime>> = const { std::cell::Cell::new(None) };
+        }
+        fn clock() -> NaiveDateTime {
+            NOW.with(|n| n.get()).unwrap_or_else(crate::time::now)
+        }
+        let (pool, user_id, _dir) = database();
+        let key = format::generate(&kw());
+        let expires = crate::time::now() + Duration::hours(1);
+        store_key(&pool, user_id, &key, Some(expires));
+        let mut v = Verifier::new(pool, Arc::new(LastUsed::default()));
+        v.clock = clock;
+        assert!(verify(&v, &key).is_ok(), "valid before its expiry");
+
+        NOW.with(|n| n.set(Some(expires)));
+
+        assert!(matches!(verify(&v, &key), Err(VerifyError::Invalid)));
+        let m = v.metrics().snapshot();
+        assert_eq!((m.db_lookups, m.positive_hits), (1, 1), "refused from the cache");
+    }
+
+    #[test]
+    fn a_forgotten_key_is_refused_once_deleted() {
+        let (pool, user_id, _dir) = database();
+        let key = format::generate(&kw());
+        store_key(&pool, user_id, &key, None);
+        let v = Verifier::new(pool.clone(), Arc::new(LastUsed::default()));
+        verify(&v, &key).unwrap();
+
+        store::delete_for_user(&mut pool.get().unwrap(), user_id, &key.id).unwrap();
+        v.forget(&key.id);
+
+        assert!(matches!(verify(&v, &key), Err(VerifyError::Invalid)));
+        assert!(v.last_used().pending(&key.id).is_none());
+    }
+
+    #[test]
+    fn an_unknown_key_reaches_the_database_once() {
+        let (pool, _, _dir) = database();
+        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
+        let unknown = format::generate(&kw());
+
+        for _ in 0..3 {
+            assert!(matches!(verify(&v, &unknown), Err(VerifyError::Invalid)));
+        }
+
+        let m = v.metrics().snapshot();
+        assert_eq!(
+            (m.db_lookups, m.negative_misses, m.negative_hits, m.invalid),
+            (1, 1, 2, 3)
+        );
+    }
+
+    #[test]
+    fn malformed_keys_and_bad_checksums_never_reach_the_cache_or_the_database() {
+        let (pool, _, _dir) = database();
+        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
+        let good = format::generate(&kw());
+        let mut bad_check = good.key.expose().to_owned();
+        let last = if bad_check.ends_with('0') { "1" } else { "0" };
+        bad_check.replace_range(bad_check.len() - 1.., last);
+        let system = actix_web::rt::System::new();
+
+        for presented in ["", "kw_short", "Bearer x", bad_check.as_str()] {
+            assert!(matches!(
+                system.block_on(v.verify(presented)),
+                Err(VerifyError::Invalid)
+            ));
+        }
+
+        let m = v.metrics().snapshot();
+        assert_eq!(m.db_lookups + m.negative_hits + m.positive_hits, 0);
+        assert_eq!(m.invalid, 4);
+    }
+
+    #[test]
+    fn a_key_created_after_its_id_was_cached_as_unknown_works() {
+        let (pool, user_id, _dir) = database();
+        let v = Verifier::new(pool.clone(), Arc::new(LastUsed::default()));
+        let key = format::generate(&kw());
+        assert!(verify(&v, &key).is_err(), "not created yet");
+
+        store_key(&pool, user_id, &key, None);
+        v.key_created(&key.id);
+
+        assert!(verify(&v, &key).is_ok());
+    }
+
+    #[test]
+    fn forget_all_empties_the_cache() {
+        let (pool, user_id, _dir) = database();
+        let key = format::generate(&kw());
+        store_key(&pool, user_id, &key, None);
+        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
+        verify(&v, &key).unwrap();
+
+        v.forget_all();
+        verify(&v, &key).unwrap();
+
+        assert_eq!(v.metrics().snapshot().db_lookups, 2);
+    }
 
     #[test]
     fn key_names_are_trimmed_and_bounded() {

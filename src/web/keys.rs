@@ -148,7 +148,8 @@ async fn create(
         scopes,
         expires_in_days,
     };
-    let (generated, info) = match keys::create(&state.pool, &state.settings.key_prefix, request).await {
+    let created = keys::create(&state.pool, &state.verifier, &state.settings.key_prefix, request).await;
+    let (generated, info) = match created {
         Ok(x) => x,
         Err(CreateKeyError::NameTaken) => {
             errors.add("name", "You already have a key with this name. Choose another name.");

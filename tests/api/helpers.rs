@@ -20,6 +20,9 @@ pub struct TestApp {
     pub client: Client,
     pub state: web::Data<AppState>,
     pub handle: actix_web::dev::ServerHandle,
+    /// `run_until_stopped`: finishes after the server stops and the pending
+    /// last-used times are flushed.
+    pub running: actix_web::rt::task::JoinHandle<anyhow::Result<()>>,
     pub dir: tempfile::TempDir,
 }
 
@@ -52,13 +55,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let port = app.port();
     let state = app.state();
     let handle = app.handle();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         client: browser(),
         state,
         handle,
+        running,
         dir,
     }
 }

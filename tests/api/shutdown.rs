@@ -1,0 +1,167 @@
+//! SPEC §6: no accepted use is lost on a clean shutdown. Last-used times
+//! wait in memory for the next flush; stopping the server writes them.
+//! The flush interval is an hour here, so only the shutdown can write them.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::*;
+use diesel::prelude::*;
+use keyward::db::schema::{api_keys, users};
+use keyward::db::{self, DatabaseUrl, Pool};
+use keyward::keys::format::{self, KeyTag};
+use keyward::keys::store;
+use reqwest::{Client, StatusCode};
+
+fn stored_last_used(pool: &Pool, key_id: &str) -> Option<chrono::NaiveDateTime> {
+    api_keys::table
+        .filter(api_keys::id.eq(key_id))
+        .select(api_keys::last_used_at)
+        .first(&mut *pool.get().expect("connection"))
+        .expect("the key is stored")
+}
+
+#[actix_web::test]
+async fn a_graceful_stop_writes_the_pending_last_used_times() {
+    let mut app = spawn_app_with(|s| s.last_used_flush_seconds = 3600).await;
+    app.signed_up("alice").await;
+    let key = app.create_key("ci", &[]).await;
+    assert_eq!(app.api_get("/api/v1/whoami", &key).await.status(), StatusCode::OK);
+    assert_eq!(stored_last_used(&app.state.pool, &id_of(&key)), None, "not written yet");
+    assert!(app.state.verifier.last_used().pending(&id_of(&key)).is_some());
+
+    app.handle.stop(true).await;
+    let finished = (&mut app.running).await;
+
+    assert!(
+        matches!(finished, Ok(Ok(()))),
+        "run_until_stopped ended cleanly: {finished:?}"
+    );
+    assert!(
+        stored_last_used(&app.state.pool, &id_of(&key)).is_some(),
+        "the use was written on shutdown"
+    );
+    assert_eq!(app.state.verifier.last_used().pending_count(), 0);
+}
+
+/// The real binary; killed when dropped, even if the test fails.
+struct Binary {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn logs(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("out.log")).unwrap_or_default()
+}
+
+async fn start_binary(dir: &Path) -> Binary {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = std::fs::File::create(dir.join("out.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
+        .env("KEYWARD_DATA_DIR", dir)
+        .env("KEYWARD_WORKERS", "1")
+        .env("KEYWARD_LAST_USED_FLUSH_SECONDS", "3600")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .expect("the keyward binary starts");
+    let binary = Binary {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..200 {
+        if let Ok(res) = Client::new().get(format!("{}/api/v1/ping", binary.base)).send().await {
+            if res.status() == StatusCode::OK {
+                return binary;
+            }
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("keyward did not answer; logs:\n{}", logs(dir));
+}
+
+/// A user and a key written straight into the running binary's database.
+fn insert_key(pool: &Pool) -> (String, String) {
+    let mut conn = pool.get().unwrap();
+    diesel::insert_into(users::table)
+        .values((
+            users::username.eq("alice"),
+            users::email.eq("alice@example.com"),
+            users::password_hash.eq("not a usable hash"),
+            users::created_at.eq(keyward::time::now()),
+        ))
+        .execute(&mut *conn)
+        .unwrap();
+    let user_id: i64 = users::table.select(users::id).first(&mut *conn).unwrap();
+    let g = format::generate(&KeyTag::parse("kw").unwrap());
+    store::insert(
+        &mut conn,
+        &store::NewKey {
+            id: &g.id,
+            user_id,
+            name: "ci",
+            prefix: &g.display_prefix,
+            digest: g.digest.as_bytes(),
+            scopes: "",
+            created_at: keyward::time::now(),
+            expires_at: None,
+        },
+    )
+    .unwrap();
+    (g.key.expose().to_owned(), g.id)
+}
+
+#[actix_web::test]
+async fn sigterm_writes_the_pending_last_used_times_before_the_binary_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut binary = start_binary(dir.path()).await;
+    let pool = db::connect(&DatabaseUrl::Sqlite(
+        dir.path().join("keyward.db").to_string_lossy().into_owned(),
+    ))
+    .unwrap();
+    let (key, id) = insert_key(&pool);
+    let res = Client::new()
+        .get(format!("{}/api/v1/whoami", binary.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(stored_last_used(&pool, &id), None, "not written yet");
+
+    let sent = Command::new("kill")
+        .args(["-TERM", &binary.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let mut exited = None;
+    for _ in 0..600 {
+        exited = binary.child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let status = exited.unwrap_or_else(|| panic!("no exit after SIGTERM; logs:\n{}", logs(dir.path())));
+    assert!(status.success(), "exit status {status}; logs:\n{}", logs(dir.path()));
+    assert!(
+        stored_last_used(&pool, &id).is_some(),
+        "the use was written before exiting; logs:\n{}",
+        logs(dir.path())
+    );
+}
