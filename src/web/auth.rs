@@ -221,7 +221,11 @@ async fn logout(
         if let Ok(id) = identity.id() {
             accounts::end_session(&state.pool, accounts::SessionToken::from_cookie(id)).await?;
         }
-        identity.logout();
+        // Not `identity.logout()`: it purges the cookie session, and the
+        // flash below with it. Clearing the session forgets the identity all
+        // the same; the server-side session record is already gone.
+        session.clear();
+        session.renew();
         tracing::info!(target: "keyward::audit", event = "logout", addr = %addr(&req));
     }
     flash(&session, "You have been logged out.");
