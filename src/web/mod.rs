@@ -43,6 +43,15 @@ impl Page {
         }
     }
 
+    /// The first letter of the user's name, for the avatar in the header.
+    pub fn initial(&self) -> String {
+        self.user
+            .as_deref()
+            .and_then(|u| u.chars().next())
+            .map(|c| c.to_uppercase().to_string())
+            .unwrap_or_default()
+    }
+
     /// For error pages, rendered without access to the session.
     pub fn anonymous(title: &str) -> Self {
         Self {
