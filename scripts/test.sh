@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+# Build requirements: OpenSSL headers (bundled libpq and lettre link OpenSSL).
+pkg-config --exists openssl 2>/dev/null || need+=(pkg-config libssl-dev)
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

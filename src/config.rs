@@ -112,6 +112,7 @@ pub struct Settings {
         long,
         env = "KEYWARD_REGISTRATION",
         value_enum,
+        ignore_case = true,
         default_value = "open",
         global = true
     )]

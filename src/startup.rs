@@ -66,8 +66,13 @@ impl Application {
                 Duration::from_secs(settings.login_window_seconds),
                 Duration::from_secs(settings.login_lockout_seconds),
             ),
+            login_throttle_by_address: LoginThrottle::new(
+                settings.login_max_failures.saturating_mul(4),
+                Duration::from_secs(settings.login_window_seconds),
+                Duration::from_secs(settings.login_lockout_seconds),
+            ),
             reset_per_account: RateLimit::new(3, Duration::from_secs(15 * 60)),
-            reset_per_address: RateLimit::new(10, Duration::from_secs(15 * 60)),
+            reset_per_address: RateLimit::new(30, Duration::from_secs(15 * 60)),
         });
 
         spawn_housekeeping(state.clone());

@@ -15,8 +15,10 @@ pub struct AppState {
     /// Every scope a key may carry, built-ins first.
     pub scopes: Vec<String>,
     pub mailer: Arc<Mailer>,
-    /// Failed logins, keyed `u:{username}` and `a:{address}`.
+    /// Failed logins per username.
     pub login_throttle: LoginThrottle,
+    /// Failed logins per client address (a looser limit).
+    pub login_throttle_by_address: LoginThrottle,
     /// Reset requests per account (silently dropped beyond the limit).
     pub reset_per_account: RateLimit,
     /// Reset requests per client address (429 beyond the limit).

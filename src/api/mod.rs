@@ -112,7 +112,14 @@ async fn delete_key(
             ApiError::Unavailable
         })?;
     if deleted {
-        tracing::info!(target: "keyward::audit", event = "key_deleted", user = %key.username, key = ?id, via = "api");
+        tracing::info!(
+            target: "keyward::audit",
+            event = "key_deleted",
+            user = %key.username,
+            key = %format!("{}_{id}", state.settings.key_prefix),
+            by = %key.prefix,
+            via = "api"
+        );
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)

@@ -168,12 +168,14 @@ async fn login(
             },
         )
     };
-    // Throttled per username and per address, before any Argon2 work.
-    let keys = [
-        format!("u:{}", username.trim().to_ascii_lowercase()),
-        format!("a:{}", addr(&req)),
+    // Throttled per username and per address, before any Argon2 work. The
+    // address limit is looser: many people can share one (NAT, a proxy).
+    let name_key: String = username.trim().to_ascii_lowercase().chars().take(64).collect();
+    let checks = [
+        (&state.login_throttle, name_key),
+        (&state.login_throttle_by_address, addr(&req)),
     ];
-    if let Some(wait) = keys.iter().find_map(|k| state.login_throttle.check(k).err()) {
+    if let Some(wait) = checks.iter().find_map(|(t, k)| t.check(k).err()) {
         let secs = wait.as_secs() + 1;
         tracing::info!(target: "keyward::audit", event = "login_throttled", user = ?username, addr = %addr(&req));
         let mut res = login_page(
@@ -193,10 +195,10 @@ async fn login(
     };
     let Some(user) = user else {
         tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %addr(&req));
-        keys.iter().for_each(|k| state.login_throttle.fail(k));
+        checks.iter().for_each(|(t, k)| t.fail(k));
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
-    keys.iter().for_each(|k| state.login_throttle.succeed(k));
+    checks.iter().for_each(|(t, k)| t.succeed(k));
     tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %addr(&req));
     // A fresh CSRF token for the logged-in session.
     session.remove("csrf");
@@ -218,15 +220,22 @@ async fn logout(
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     if let Some(identity) = identity {
+        let mut user = None;
         if let Ok(id) = identity.id() {
-            accounts::end_session(&state.pool, accounts::SessionToken::from_cookie(id)).await?;
+            let token = accounts::SessionToken::from_cookie(id);
+            let max_age =
+                chrono::Duration::from_std(state.settings.session_max()).unwrap_or(chrono::Duration::hours(12));
+            user = accounts::session_user(&state.pool, token.clone(), max_age)
+                .await?
+                .map(|u| u.username);
+            accounts::end_session(&state.pool, token).await?;
         }
         // Not `identity.logout()`: it purges the cookie session, and the
         // flash below with it. Clearing the session forgets the identity all
         // the same; the server-side session record is already gone.
         session.clear();
         session.renew();
-        tracing::info!(target: "keyward::audit", event = "logout", addr = %addr(&req));
+        tracing::info!(target: "keyward::audit", event = "logout", user = ?user, addr = %addr(&req));
     }
     flash(&session, "You have been logged out.");
     Ok(redirect("/login"))

@@ -19,8 +19,6 @@ pub enum WebError {
     NotFound,
     #[error("login required")]
     LoginRequired(String),
-    #[error("unsupported media type")]
-    UnsupportedMediaType,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("too many attempts")]
@@ -45,7 +43,6 @@ impl ResponseError for WebError {
             Self::Csrf | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::LoginRequired(_) => StatusCode::SEE_OTHER,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,10 +76,6 @@ impl ResponseError for WebError {
             Self::NotFound => (
                 "Not found",
                 "There is nothing here. It may have been deleted, or the link is wrong.",
-            ),
-            Self::UnsupportedMediaType => (
-                "Unsupported form",
-                "Send the form as application/x-www-form-urlencoded.",
             ),
             Self::PayloadTooLarge => ("Too large", "What you sent is larger than this site accepts."),
             Self::TooManyRequests(_) => ("Too many attempts", "Too many attempts. Wait a little and try again."),

@@ -78,7 +78,9 @@ impl FromRequest for FormFields {
                 return Err(WebError::PayloadTooLarge);
             }
             if !is_form {
-                return Err(WebError::UnsupportedMediaType);
+                // Not a form (no body, JSON, text): no field can be read, so
+                // the handler's CSRF check answers 403 and nothing changes.
+                return Ok(FormFields(Vec::new()));
             }
             let bytes = body.await.map_err(|_| WebError::PayloadTooLarge)?;
             if bytes.len() > FORM_LIMIT {

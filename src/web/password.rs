@@ -200,6 +200,10 @@ async fn reset(
         return invalid_link(&session);
     };
     let (Some(password), true) = (password, errors.is_empty()) else {
+        // Say a dead link is dead before asking for a better password.
+        if accounts::reset_token_user(&state.pool, token.clone()).await?.is_none() {
+            return invalid_link(&session);
+        }
         return render(
             StatusCode::UNPROCESSABLE_ENTITY,
             &ResetPage {

@@ -64,6 +64,10 @@ impl FromRequest for CurrentUser {
 /// Starts a fresh session for `user`: a new server-side record and a renewed
 /// cookie (no fixation).
 pub async fn log_in(req: &HttpRequest, state: &AppState, user: &User) -> Result<(), WebError> {
+    // Logging in over an existing session ends the old one on the server.
+    if let Some(old) = Identity::extract(req).await.ok().and_then(|i| i.id().ok()) {
+        accounts::end_session(&state.pool, SessionToken::from_cookie(old)).await?;
+    }
     let token = accounts::start_session(&state.pool, user.id).await?;
     Identity::login(&req.extensions(), token.expose().to_owned()).map_err(|e| anyhow::anyhow!("cannot log in: {e}"))?;
     Ok(())

@@ -9,11 +9,19 @@ use reqwest::StatusCode;
 
 fn keyward(data_dir: &std::path::Path, database_url: Option<&str>, args: &[&str], stdin: &str) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-    cmd.env_remove("DATABASE_URL").env("KEYWARD_DATA_DIR", data_dir).env("RUST_LOG", "warn").args(args);
+    cmd.env_remove("DATABASE_URL")
+        .env("KEYWARD_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .args(args);
     if let Some(url) = database_url {
         cmd.env("DATABASE_URL", url);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -28,16 +36,34 @@ async fn with_registration_closed_only_the_cli_creates_users() {
     assert_eq!(app.user_count(), 0);
 
     let url = app.state.settings.database_url.clone();
-    let out = keyward(app.dir.path(), url.as_deref(), &["user", "create", "Alice", "--email", "alice@example.com"], &format!("{PASSWORD}\n"));
+    let out = keyward(
+        app.dir.path(),
+        url.as_deref(),
+        &["user", "create", "Alice", "--email", "alice@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("created user alice"));
-    assert_eq!(app.login_with(&browser(), "alice", PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.login_with(&browser(), "alice", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
 
     // The CLI applies the same rules as the portal.
-    let weak = keyward(app.dir.path(), url.as_deref(), &["user", "create", "bob", "--email", "bob@example.com"], "short\n");
+    let weak = keyward(
+        app.dir.path(),
+        url.as_deref(),
+        &["user", "create", "bob", "--email", "bob@example.com"],
+        "short\n",
+    );
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 8 characters"));
-    let taken = keyward(app.dir.path(), url.as_deref(), &["user", "create", "ALICE", "--email", "other@example.com"], &format!("{PASSWORD}\n"));
+    let taken = keyward(
+        app.dir.path(),
+        url.as_deref(),
+        &["user", "create", "ALICE", "--email", "other@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
     assert!(!taken.status.success());
     assert_eq!(app.user_count(), 1);
 }
