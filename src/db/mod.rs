@@ -160,10 +160,18 @@ pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Pool> {
     r2d2::Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
-        .connection_timeout(Duration::from_secs(10))
+        // While the database is away, answer 503 after a few seconds
+        // rather than holding requests for long.
+        .connection_timeout(Duration::from_secs(3))
         .build(Manager::new(url.clone()))
         .context("cannot open the database pool")
 }
+
+/// No connection could be had: the database is down or unreachable.
+/// Callers answer 503, not 500: it is nobody's mistake and it passes.
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unavailable")]
+pub struct Unavailable;
 
 /// Runs blocking diesel work off the async executor, taking the pooled
 /// connection inside the closure so a waiting request holds no connection.
@@ -174,7 +182,10 @@ where
 {
     let pool = pool.clone();
     actix_web::web::block(move || {
-        let mut conn = pool.get().context("no database connection available")?;
+        let mut conn = pool.get().map_err(|e| {
+            tracing::warn!(error = %e, "no database connection available");
+            anyhow::Error::new(Unavailable)
+        })?;
         f(&mut conn)
     })
     .await

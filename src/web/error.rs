@@ -45,6 +45,9 @@ impl ResponseError for WebError {
             Self::LoginRequired(_) => StatusCode::SEE_OTHER,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unexpected(e) if e.downcast_ref::<crate::db::Unavailable>().is_some() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +90,9 @@ impl ResponseError for WebError {
         let status = self.status_code();
         let mut res = HttpResponse::build(status);
         res.content_type("text/html; charset=utf-8");
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.insert_header((header::RETRY_AFTER, "5"));
+        }
         if let Self::TooManyRequests(secs) = self {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
