@@ -1,12 +1,11 @@
-//! Argon2id hashing, always off the async executor and bounded in
-//! concurrency so a login storm cannot starve API verification.
+//! Argon2id hashing, always off the async executor, on a bounded set of
+//! threads of its own so a login storm cannot starve API verification.
 
-use std::sync::OnceLock;
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 
 use anyhow::Context as _;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
-use tokio::sync::Semaphore;
 
 use super::domain::Password;
 
@@ -20,18 +19,51 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// At most half the cores hash at once; the rest stay free for the API.
-fn permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Semaphore::new((cores / 2).max(1))
-    })
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes run on threads of their own, one per two cores, queued in order:
+/// at most half the cores hash at once and the rest stay free for the API.
+///
+/// Not on actix's blocking pool: a hash allocates 19 MiB, and glibc keeps
+/// what a thread frees in that thread's malloc arena (its mmap threshold
+/// rises after the first large free). Spread over the dozens of threads of
+/// the blocking pool, a login storm left hundreds of MiB resident; a fixed
+/// set of hashing threads keeps it to 19 MiB each.
+fn queue() -> anyhow::Result<&'static mpsc::Sender<Job>> {
+    static QUEUE: OnceLock<Result<mpsc::Sender<Job>, String>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            for i in 0..(cores / 2).max(1) {
+                let rx = rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("argon2-{i}"))
+                    .spawn(move || loop {
+                        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok(job) = next else { return };
+                        // A panicking hash fails its own request (its answer
+                        // channel closes), not the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    })
+                    .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
+            }
+            Ok(tx)
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    let _permit = permits().acquire().await.context("hash semaphore closed")?;
-    actix_web::web::block(f).await.context("hashing task failed")
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    queue()?
+        .send(job)
+        .map_err(|_| anyhow::anyhow!("the hashing threads have stopped"))?;
+    rx.await.context("hashing task failed")
 }
 
 pub fn hash_now(password: &str) -> anyhow::Result<String> {

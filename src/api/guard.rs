@@ -24,7 +24,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use crate::keys::{VerifiedKey, Verifier, VerifyError};
+use crate::keys::{Verified, VerifiedKey, Verifier, VerifyError};
 use crate::metrics::Outcome;
 
 /// JSON errors of the API, with their `WWW-Authenticate` challenges.
@@ -80,7 +80,14 @@ impl ResponseError for ApiError {
 /// no key or a bad one; the handler only runs for a valid key. It shares
 /// the cached answer rather than copying it.
 #[derive(Clone, Debug)]
-pub struct ApiKey(Arc<VerifiedKey>);
+pub struct ApiKey(Verified);
+
+impl ApiKey {
+    /// A handle to the verified key that may cross threads.
+    pub fn shared(&self) -> Arc<VerifiedKey> {
+        self.0.shared()
+    }
+}
 
 impl Deref for ApiKey {
     type Target = VerifiedKey;
@@ -189,9 +196,7 @@ impl FromRequest for ApiKey {
             match verifier.verify(presented).await {
                 Ok(v) => {
                     tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username, key = %v.prefix, addr = %addr(&req));
-                    let key = ApiKey(v);
-                    req.extensions_mut().insert(key.clone());
-                    Ok(key)
+                    Ok(ApiKey(v))
                 }
                 Err(VerifyError::Invalid) => {
                     log_refusal(&req, presented);
@@ -259,7 +264,13 @@ where
         let scope = self.scope.clone();
         Box::pin(async move {
             let checked = match req.extract::<ApiKey>().await {
-                Ok(key) => key.require(&scope),
+                Ok(key) => {
+                    let allowed = key.require(&scope);
+                    // The handler's own `ApiKey` is then taken from here,
+                    // not verified a second time.
+                    req.extensions_mut().insert(key);
+                    allowed
+                }
                 Err(e) => Err(e),
             };
             match checked {

@@ -3,8 +3,10 @@
 
 pub mod format;
 pub mod last_used;
+mod local;
 pub mod store;
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Instant;
@@ -224,6 +226,11 @@ pub struct CacheSettings {
     /// Unknown key ids remembered at most, so a flood of made-up keys is
     /// answered from memory without evicting the known ones.
     pub max_unknown: u64,
+    /// Database lookups for verification at once. Beyond this, cold keys
+    /// wait their turn: a burst of them (a restart, a flood of made-up keys)
+    /// cannot take every pooled connection from the pages and the last-used
+    /// flush, nor park a blocking thread per request.
+    pub max_lookups: usize,
 }
 
 impl Default for CacheSettings {
@@ -232,6 +239,7 @@ impl Default for CacheSettings {
             ttl: std::time::Duration::from_secs(30),
             max_known: 100_000,
             max_unknown: 100_000,
+            max_lookups: 4,
         }
     }
 }
@@ -239,14 +247,44 @@ impl Default for CacheSettings {
 /// A key id as a fixed-size value: cache lookups never allocate.
 type KeyId = [u8; ID_LEN];
 
-/// What the cache keeps of a known key: its digest to check the presented
-/// secret against, and the answer handed to handlers, shared, not copied.
+/// What the shared cache keeps of a known key: its digest to check the
+/// presented secret against, the answer handed to handlers (shared, not
+/// copied), and when it was read, so the per-thread copies end with it.
 #[derive(Clone)]
 struct Known {
-    /// `None` when the stored digest is not 32 bytes: such a row never matches.
     digest: Option<KeyDigest>,
     key: Arc<VerifiedKey>,
+    cached_at: Instant,
 }
+
+/// A successfully verified key, as handed to one request. Cloning it within
+/// the thread costs no atomic operation; `shared()` gives a `Send` handle.
+#[derive(Clone)]
+pub struct Verified(Rc<local::LocalKey>);
+
+impl Verified {
+    pub fn shared(&self) -> Arc<VerifiedKey> {
+        self.0.key.clone()
+    }
+}
+
+impl std::ops::Deref for Verified {
+    type Target = VerifiedKey;
+    fn deref(&self) -> &VerifiedKey {
+        &self.0.key
+    }
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0.key, f)
+    }
+}
+
+/// A use is passed to the last-used batch at most this often per key and
+/// worker thread: the stored time may lag the very last use by this much,
+/// and the shared batch's lock is not taken on every call.
+const RECORD_EVERY: Duration = Duration::seconds(1);
 
 /// Checks presented keys and records their use.
 ///
@@ -256,16 +294,24 @@ struct Known {
 /// Unknown ids are cached separately (a flood of well-formed made-up keys
 /// cannot evict the real ones, and each made-up key reaches the database at
 /// most once per TTL). Malformed keys and bad checksums never get this far.
+/// In front of the shared cache sits a per-thread one (`local`), so a hot
+/// key is answered without writing to memory other workers use.
 pub struct Verifier {
+    /// Tells this verifier's entries apart in the per-thread caches.
+    id: u64,
     pool: Pool,
     last_used: Arc<LastUsed>,
+    ttl: std::time::Duration,
     known: Cache<KeyId, Known>,
-    unknown: Cache<KeyId, ()>,
+    /// Unknown ids, with when they were found unknown.
+    unknown: Cache<KeyId, Instant>,
     /// Bumped by every invalidation. A lookup that read the database before
     /// an invalidation but fills the cache after it would otherwise bring a
     /// deleted key back: it compares this before and after, and drops what
-    /// it cached when they differ.
+    /// it cached when they differ. The per-thread caches trust an entry only
+    /// while this has not moved since the entry was filled.
     invalidations: AtomicU64,
+    lookups: tokio::sync::Semaphore,
     metrics: Metrics,
     /// The wall clock; tests move it to see a cached key expire.
     clock: fn() -> NaiveDateTime,
@@ -277,9 +323,12 @@ impl Verifier {
     }
 
     pub fn with_cache(pool: Pool, last_used: Arc<LastUsed>, cache: CacheSettings) -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: IDS.fetch_add(1, SeqCst),
             pool,
             last_used,
+            ttl: cache.ttl,
             known: Cache::builder()
                 .max_capacity(cache.max_known)
                 .time_to_live(cache.ttl)
@@ -289,6 +338,7 @@ impl Verifier {
                 .time_to_live(cache.ttl)
                 .build(),
             invalidations: AtomicU64::new(0),
+            lookups: tokio::sync::Semaphore::new(cache.max_lookups.max(1)),
             metrics: Metrics::default(),
             clock: crate::time::now,
         }
@@ -336,9 +386,9 @@ impl Verifier {
     }
 
     /// Verifies a presented key and records its use.
-    pub async fn verify(&self, presented: &str) -> Result<Arc<VerifiedKey>, VerifyError> {
+    pub async fn verify(&self, presented: &str) -> Result<Verified, VerifyError> {
         let started = Instant::now();
-        let result = self.check(presented).await;
+        let result = self.check(presented, started).await;
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
             Err(VerifyError::Invalid) => Outcome::Invalid,
@@ -348,41 +398,87 @@ impl Verifier {
         result
     }
 
-    async fn check(&self, presented: &str) -> Result<Arc<VerifiedKey>, VerifyError> {
+    async fn check(&self, presented: &str, started: Instant) -> Result<Verified, VerifyError> {
         // Shape and checksum first: typos and garbage never reach the cache
         // or the database.
         let parts = format::parse_parts(presented).map_err(|_| VerifyError::Invalid)?;
         let id = parts.id_bytes();
+        // Read before any cache or the database: see `invalidations`.
+        let epoch = self.invalidations.load(SeqCst);
+        match local::get(self.id, id, epoch, started) {
+            Some(local::Entry::Known(key)) => {
+                self.metrics.cache(CacheEvent::PositiveHit);
+                return self.accept(&parts, key);
+            }
+            Some(local::Entry::Unknown) => {
+                self.metrics.cache(CacheEvent::NegativeHit);
+                return Err(VerifyError::Invalid);
+            }
+            None => {}
+        }
         let known = if let Some(known) = self.known.get(&id) {
             self.metrics.cache(CacheEvent::PositiveHit);
             known
-        } else if self.unknown.contains_key(&id) {
+        } else if let Some(since) = self.unknown.get(&id) {
             self.metrics.cache(CacheEvent::NegativeHit);
+            local::put(self.id, id, epoch, since + self.ttl, local::Entry::Unknown);
             return Err(VerifyError::Invalid);
         } else {
-            self.lookup(parts.id, id).await?.ok_or(VerifyError::Invalid)?
+            match self.lookup(parts.id, id, epoch).await? {
+                Some(known) => known,
+                None => return Err(VerifyError::Invalid),
+            }
         };
+        let key = Rc::new(local::LocalKey {
+            digest: known.digest,
+            key: known.key,
+            recorded: std::cell::Cell::new(None),
+        });
+        let expires = known.cached_at + self.ttl;
+        local::put(self.id, id, epoch, expires, local::Entry::Known(key.clone()));
+        self.accept(&parts, key)
+    }
+
+    /// The checks a cached key must pass on every call, and its use.
+    fn accept(&self, parts: &format::KeyParts<'_>, key: Rc<local::LocalKey>) -> Result<Verified, VerifyError> {
         let now = (self.clock)();
-        let digest_ok = known.digest.is_some_and(|d| parts.digest.matches(d.as_bytes()));
-        let key = known.key;
-        if !digest_ok || key.prefix != parts.display_prefix || key.expires_at.is_some_and(|e| e <= now) {
+        let digest_ok = key.digest.is_some_and(|d| parts.digest.matches(d.as_bytes()));
+        let k = &key.key;
+        if !digest_ok || k.prefix != parts.display_prefix || k.expires_at.is_some_and(|e| e <= now) {
             return Err(VerifyError::Invalid);
         }
-        self.last_used.record(&key.key_id, now);
-        Ok(key)
+        if key.recorded.get().is_none_or(|at| now - at >= RECORD_EVERY) {
+            key.recorded.set(Some(now));
+            self.last_used.record(&k.key_id, now);
+        }
+        Ok(Verified(key))
     }
 
     /// Reads a key id from the database and caches the answer, known or not.
-    async fn lookup(&self, id_text: &str, id: KeyId) -> Result<Option<Known>, VerifyError> {
-        let before = self.invalidations.load(SeqCst);
+    async fn lookup(&self, id_text: &str, id: KeyId, before: u64) -> Result<Option<Known>, VerifyError> {
+        let _turn = self
+            .lookups
+            .acquire()
+            .await
+            .map_err(|e| VerifyError::Unavailable(e.into()))?;
+        // Whoever held the turn before may have looked up this very id.
+        if let Some(known) = self.known.get(&id) {
+            self.metrics.cache(CacheEvent::PositiveHit);
+            return Ok(Some(known));
+        }
+        if self.unknown.contains_key(&id) {
+            self.metrics.cache(CacheEvent::NegativeHit);
+            return Ok(None);
+        }
         self.metrics.db_lookup();
         let wanted = id_text.to_owned();
         let found = db::run(&self.pool, move |conn| Ok(store::find_for_verify(conn, &wanted)?))
             .await
             .map_err(VerifyError::Unavailable)?;
+        let cached_at = Instant::now();
         let Some((info, digest, username)) = found else {
             self.metrics.cache(CacheEvent::NegativeMiss);
-            self.unknown.insert(id, ());
+            self.unknown.insert(id, cached_at);
             if self.invalidations.load(SeqCst) != before {
                 self.unknown.invalidate(&id);
             }
@@ -400,6 +496,7 @@ impl Verifier {
                 prefix: info.prefix,
                 expires_at: info.expires_at,
             }),
+            cached_at,
         };
         self.known.insert(id, known.clone());
         if self.invalidations.load(SeqCst) != before {
@@ -482,7 +579,7 @@ mod tests {
         KeyTag::parse("kw").unwrap()
     }
 
-    fn verify(v: &Verifier, key: &GeneratedKey) -> Result<Arc<VerifiedKey>, VerifyError> {
+    fn verify(v: &Verifier, key: &GeneratedKey) -> Result<Verified, VerifyError> {
         actix_web::rt::System::new().block_on(v.verify(key.key.expose()))
     }
 

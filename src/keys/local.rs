@@ -1,0 +1,77 @@
+//! The per-thread front of the verify cache.
+//!
+//! The shared cache (moka) is safe and bounded, but every hit on it writes
+//! to memory that all workers share: the entry's reference count, the
+//! cache's access log, the last-used map's lock. With two workers serving
+//! one hot key, each of those writes moves a cache line between cores on
+//! every call. This front keeps, per thread, a pointer to what the shared
+//! cache holds, so a repeated key is answered with no shared write at all.
+//!
+//! It never decides on its own: an entry is used only while the verifier's
+//! invalidation counter still has the value it had when the entry was
+//! filled (any delete, revocation or key creation makes every thread go
+//! back to the shared cache), and only until the shared entry's TTL ends.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::NaiveDateTime;
+
+use super::format::{KeyDigest, ID_LEN};
+use super::VerifiedKey;
+
+/// Entries per thread, all verifiers together. When full, the table is
+/// emptied: working sets larger than this are served by the shared cache.
+const CAPACITY: usize = 16_384;
+
+/// A known key as this thread holds it.
+pub(super) struct LocalKey {
+    /// `None` when the stored digest is not 32 bytes: such a row never matches.
+    pub digest: Option<KeyDigest>,
+    pub key: Arc<VerifiedKey>,
+    /// When this thread last passed a use of the key to the last-used batch.
+    pub recorded: Cell<Option<NaiveDateTime>>,
+}
+
+#[derive(Clone)]
+pub(super) enum Entry {
+    Known(Rc<LocalKey>),
+    Unknown,
+}
+
+struct Slot {
+    epoch: u64,
+    expires: Instant,
+    entry: Entry,
+}
+
+thread_local! {
+    static SLOTS: RefCell<HashMap<(u64, [u8; ID_LEN]), Slot>> = RefCell::new(HashMap::new());
+}
+
+/// This thread's entry for a key id of verifier `owner`, if still valid at
+/// invalidation count `epoch` and instant `now`.
+pub(super) fn get(owner: u64, id: [u8; ID_LEN], epoch: u64, now: Instant) -> Option<Entry> {
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        let slot = slots.get(&(owner, id))?;
+        if slot.epoch == epoch && now < slot.expires {
+            return Some(slot.entry.clone());
+        }
+        slots.remove(&(owner, id));
+        None
+    })
+}
+
+pub(super) fn put(owner: u64, id: [u8; ID_LEN], epoch: u64, expires: Instant, entry: Entry) {
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        if slots.len() >= CAPACITY {
+            slots.clear();
+        }
+        slots.insert((owner, id), Slot { epoch, expires, entry });
+    });
+}
