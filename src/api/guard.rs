@@ -17,10 +17,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
@@ -54,6 +55,21 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
+        // The two refusals a flood of bad keys gets are fixed bytes.
+        let fixed = match self {
+            Self::MissingKey => Some((r#"Bearer realm="keyward""#, r#"{"error":"missing_key"}"#)),
+            Self::InvalidToken => Some((
+                r#"Bearer realm="keyward", error="invalid_token""#,
+                r#"{"error":"invalid_token"}"#,
+            )),
+            _ => None,
+        };
+        if let Some((challenge, body)) = fixed {
+            return res
+                .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)))
+                .content_type(ContentType::json())
+                .body(body);
+        }
         let challenge = match self {
             Self::MissingKey => Some(r#"Bearer realm="keyward""#.to_owned()),
             Self::InvalidToken => Some(r#"Bearer realm="keyward", error="invalid_token""#.to_owned()),
@@ -111,23 +127,32 @@ impl ApiKey {
 /// and bodies are never looked at: keys there end up in logs and caches.
 fn presented_key(req: &HttpRequest) -> Result<&str, ApiError> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION) {
-        let v = v.to_str().map_err(|_| ApiError::InvalidToken)?.trim();
-        if let Some((scheme, token)) = v.split_once(' ') {
-            if scheme.eq_ignore_ascii_case("bearer") {
-                let token = token.trim();
-                return if token.is_empty() {
-                    Err(ApiError::MissingKey)
-                } else {
-                    Ok(token)
-                };
-            }
+        let v = header_text(v)?;
+        // `Bearer <token>`, the scheme in any case, compared as bytes.
+        let b = v.as_bytes();
+        if b.len() > 6 && b[..6].eq_ignore_ascii_case(b"bearer") && b[6] == b' ' {
+            // Byte 6 is an ASCII space, so 7 is a character boundary.
+            let token = v[7..].trim();
+            return if token.is_empty() {
+                Err(ApiError::MissingKey)
+            } else {
+                Ok(token)
+            };
         }
     }
     if let Some(v) = req.headers().get("x-api-key") {
-        let v = v.to_str().map_err(|_| ApiError::InvalidToken)?.trim();
+        let v = header_text(v)?;
         return if v.is_empty() { Err(ApiError::MissingKey) } else { Ok(v) };
     }
     Err(ApiError::MissingKey)
+}
+
+/// A header's value as trimmed text; bytes that are not UTF-8 make the key
+/// invalid (keys are ASCII, and `from_utf8` checks ASCII a word at a time).
+fn header_text(v: &HeaderValue) -> Result<&str, ApiError> {
+    std::str::from_utf8(v.as_bytes())
+        .map(str::trim)
+        .map_err(|_| ApiError::InvalidToken)
 }
 
 fn addr(req: &HttpRequest) -> String {
@@ -167,47 +192,87 @@ fn log_refusal(req: &HttpRequest, presented: &str) {
     tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown, addr = %addr(req));
 }
 
+/// The answer to a verification, logged.
+fn conclude(req: &HttpRequest, presented: &str, result: Result<Verified, VerifyError>) -> Result<ApiKey, ApiError> {
+    match result {
+        Ok(v) => {
+            tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username, key = %v.prefix, addr = %addr(req));
+            Ok(ApiKey(v))
+        }
+        Err(VerifyError::Invalid) => {
+            log_refusal(req, presented);
+            Err(ApiError::InvalidToken)
+        }
+        Err(VerifyError::Unavailable(e)) => {
+            tracing::error!(error = ?e, "key verification failed");
+            Err(ApiError::Unavailable)
+        }
+    }
+}
+
+/// What extracting an `ApiKey` returns: most calls are decided from memory
+/// at once, with nothing allocated; only a key that must be looked up in
+/// the database gets a boxed future.
+pub struct ApiKeyFuture(Step);
+
+enum Step {
+    Decided(Option<Result<ApiKey, ApiError>>),
+    Waiting(Pin<Box<dyn Future<Output = Result<ApiKey, ApiError>>>>),
+}
+
+impl ApiKeyFuture {
+    fn decided(result: Result<ApiKey, ApiError>) -> Self {
+        Self(Step::Decided(Some(result)))
+    }
+}
+
+impl Future for ApiKeyFuture {
+    type Output = Result<ApiKey, ApiError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            // Polled again after answering: a caller bug, answered safely.
+            Step::Decided(result) => Poll::Ready(result.take().unwrap_or(Err(ApiError::Unavailable))),
+            Step::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 impl FromRequest for ApiKey {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = ApiKeyFuture;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         if let Some(k) = req.extensions().get::<ApiKey>() {
-            let k = k.clone();
-            return Box::pin(ready(Ok(k)));
+            return ApiKeyFuture::decided(Ok(k.clone()));
+        }
+        let Some(verifier) = req.app_data::<web::Data<Verifier>>() else {
+            tracing::error!("ApiKey used without a Verifier in app_data");
+            return ApiKeyFuture::decided(Err(ApiError::Unavailable));
+        };
+        let presented = match presented_key(req) {
+            Ok(k) => k,
+            Err(e) => {
+                let outcome = match e {
+                    ApiError::MissingKey => Outcome::Missing,
+                    _ => Outcome::Invalid,
+                };
+                verifier.metrics().unverified(outcome);
+                return ApiKeyFuture::decided(Err(e));
+            }
+        };
+        if let Some(result) = verifier.verify_cached(presented) {
+            return ApiKeyFuture::decided(conclude(req, presented, result));
         }
         let req = req.clone();
-        Box::pin(async move {
+        ApiKeyFuture(Step::Waiting(Box::pin(async move {
             let Some(verifier) = req.app_data::<web::Data<Verifier>>() else {
-                tracing::error!("ApiKey used without a Verifier in app_data");
                 return Err(ApiError::Unavailable);
             };
-            let presented = match presented_key(&req) {
-                Ok(k) => k,
-                Err(e) => {
-                    let outcome = match e {
-                        ApiError::MissingKey => Outcome::Missing,
-                        _ => Outcome::Invalid,
-                    };
-                    verifier.metrics().unverified(outcome);
-                    return Err(e);
-                }
-            };
-            match verifier.verify(presented).await {
-                Ok(v) => {
-                    tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username, key = %v.prefix, addr = %addr(&req));
-                    Ok(ApiKey(v))
-                }
-                Err(VerifyError::Invalid) => {
-                    log_refusal(&req, presented);
-                    Err(ApiError::InvalidToken)
-                }
-                Err(VerifyError::Unavailable(e)) => {
-                    tracing::error!(error = ?e, "key verification failed");
-                    Err(ApiError::Unavailable)
-                }
-            }
-        })
+            let presented = presented_key(&req)?;
+            let result = verifier.verify(presented).await;
+            conclude(&req, presented, result)
+        })))
     }
 }
 

@@ -388,47 +388,80 @@ impl Verifier {
     /// Verifies a presented key and records its use.
     pub async fn verify(&self, presented: &str) -> Result<Verified, VerifyError> {
         let started = Instant::now();
-        let result = self.check(presented, started).await;
-        let outcome = match &result {
+        let result = match self.check_in_memory(presented, started) {
+            Some(decided) => decided,
+            None => self.check_in_database(presented).await,
+        };
+        self.count(&result, started);
+        result
+    }
+
+    /// `verify` without waiting: decides from memory alone (shape, checksum,
+    /// the caches), or answers `None` when the key must be looked up, then
+    /// call `verify`. Lets the guard answer most calls with no future to
+    /// allocate.
+    pub fn verify_cached(&self, presented: &str) -> Option<Result<Verified, VerifyError>> {
+        let started = Instant::now();
+        let result = self.check_in_memory(presented, started)?;
+        self.count(&result, started);
+        Some(result)
+    }
+
+    fn count(&self, result: &Result<Verified, VerifyError>, started: Instant) {
+        let outcome = match result {
             Ok(_) => Outcome::Ok,
             Err(VerifyError::Invalid) => Outcome::Invalid,
             Err(VerifyError::Unavailable(_)) => Outcome::Error,
         };
         self.metrics.verification(outcome, started.elapsed());
-        result
     }
 
-    async fn check(&self, presented: &str, started: Instant) -> Result<Verified, VerifyError> {
+    fn check_in_memory(&self, presented: &str, started: Instant) -> Option<Result<Verified, VerifyError>> {
         // Shape and checksum first: typos and garbage never reach the cache
         // or the database.
-        let parts = format::parse_parts(presented).map_err(|_| VerifyError::Invalid)?;
+        let Ok(parts) = format::parse_parts(presented) else {
+            return Some(Err(VerifyError::Invalid));
+        };
         let id = parts.id_bytes();
-        // Read before any cache or the database: see `invalidations`.
+        // Read before any cache: see `invalidations`.
         let epoch = self.invalidations.load(SeqCst);
         match local::get(self.id, id, epoch, started) {
             Some(local::Entry::Known(key)) => {
                 self.metrics.cache(CacheEvent::PositiveHit);
-                return self.accept(&parts, key);
+                return Some(self.accept(&parts, key));
             }
             Some(local::Entry::Unknown) => {
                 self.metrics.cache(CacheEvent::NegativeHit);
-                return Err(VerifyError::Invalid);
+                return Some(Err(VerifyError::Invalid));
             }
             None => {}
         }
-        let known = if let Some(known) = self.known.get(&id) {
+        if let Some(known) = self.known.get(&id) {
             self.metrics.cache(CacheEvent::PositiveHit);
-            known
-        } else if let Some(since) = self.unknown.get(&id) {
+            return Some(self.accept(&parts, self.keep_local(id, epoch, known)));
+        }
+        if let Some(since) = self.unknown.get(&id) {
             self.metrics.cache(CacheEvent::NegativeHit);
             local::put(self.id, id, epoch, since + self.ttl, local::Entry::Unknown);
-            return Err(VerifyError::Invalid);
-        } else {
-            match self.lookup(parts.id, id, epoch).await? {
-                Some(known) => known,
-                None => return Err(VerifyError::Invalid),
-            }
-        };
+            return Some(Err(VerifyError::Invalid));
+        }
+        None
+    }
+
+    async fn check_in_database(&self, presented: &str) -> Result<Verified, VerifyError> {
+        let parts = format::parse_parts(presented).map_err(|_| VerifyError::Invalid)?;
+        let id = parts.id_bytes();
+        // Read before the database: see `invalidations`.
+        let epoch = self.invalidations.load(SeqCst);
+        match self.lookup(parts.id, id, epoch).await? {
+            Some(known) => self.accept(&parts, self.keep_local(id, epoch, known)),
+            None => Err(VerifyError::Invalid),
+        }
+    }
+
+    /// Puts a shared entry in this thread's cache, valid while the
+    /// invalidation count stays at `epoch`.
+    fn keep_local(&self, id: KeyId, epoch: u64, known: Known) -> Rc<local::LocalKey> {
         let key = Rc::new(local::LocalKey {
             digest: known.digest,
             key: known.key,
@@ -436,7 +469,7 @@ impl Verifier {
         });
         let expires = known.cached_at + self.ttl;
         local::put(self.id, id, epoch, expires, local::Entry::Known(key.clone()));
-        self.accept(&parts, key)
+        key
     }
 
     /// The checks a cached key must pass on every call, and its use.
@@ -596,6 +629,21 @@ mod tests {
         let m = v.metrics().snapshot();
         assert_eq!((m.db_lookups, m.positive_misses, m.positive_hits, m.ok), (1, 1, 1, 2));
         assert!(v.last_used().pending(&key.id).is_some());
+    }
+
+    #[test]
+    fn verify_cached_answers_from_memory_or_says_it_cannot() {
+        let (pool, user_id, _dir) = database();
+        let key = format::generate(&kw());
+        store_key(&pool, user_id, &key, None);
+        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
+        assert!(v.verify_cached(key.key.expose()).is_none(), "cold: needs the database");
+        assert!(matches!(v.verify_cached("kw_garbage"), Some(Err(VerifyError::Invalid))));
+
+        verify(&v, &key).unwrap();
+
+        assert!(matches!(v.verify_cached(key.key.expose()), Some(Ok(_))));
+        assert_eq!(v.metrics().snapshot().ok, 2);
     }
 
     #[test]
