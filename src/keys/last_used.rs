@@ -53,12 +53,6 @@ impl LastUsed {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn put_back(&self, batch: HashMap<String, NaiveDateTime>) {
-        for (id, at) in batch {
-            self.record(&id, at);
-        }
-    }
-
     /// Writes every pending time in one transaction; on failure the batch is
     /// kept for the next try. Returns how many keys were written.
     pub async fn flush(&self, pool: &Pool) -> anyhow::Result<usize> {
@@ -67,10 +61,13 @@ impl LastUsed {
             return Ok(0);
         }
         let n = batch.len();
+        // Shared with the writer rather than copied: a batch can hold every
+        // key, and is only needed again if the write fails.
+        let batch = std::sync::Arc::new(batch);
         let work = batch.clone();
         let result = db::run(pool, move |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                for (id, at) in &work {
+                for (id, at) in work.iter() {
                     store::touch(conn, id, *at)?;
                 }
                 Ok(())
@@ -81,7 +78,9 @@ impl LastUsed {
         match result {
             Ok(()) => Ok(n),
             Err(e) => {
-                self.put_back(batch);
+                for (id, at) in batch.iter() {
+                    self.record(id, *at);
+                }
                 Err(e)
             }
         }
