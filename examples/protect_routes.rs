@@ -2,7 +2,9 @@
 //!
 //! It shares Keyward's database (the same `DATABASE_URL`), so the keys your
 //! customers create in the portal work here at once, and a key deleted in
-//! the portal is refused here too.
+//! the portal is refused here too: within 30 seconds, the lifetime of this
+//! process's cache of verified keys (`keys::CacheSettings`), as this process
+//! does not hear of deletes made elsewhere.
 //!
 //! ```sh
 //! cargo run --example protect_routes            # serves on 127.0.0.1:8081
