@@ -1,10 +1,10 @@
 //! The per-thread front of the verify cache.
 //!
-//! The shared cache (moka) is safe and bounded, but every hit on it writes
-//! to memory that all workers share: the entry's reference count, the
-//! cache's access log, the last-used map's lock. With two workers serving
-//! one hot key, each of those writes moves a cache line between cores on
-//! every call. This front keeps, per thread, a pointer to what the shared
+//! The shared cache (`shared`) is safe and bounded, but every hit on it
+//! writes to memory that all workers share: its shard's lock, the entry's
+//! reference count, and then the last-used map's lock. With two workers
+//! serving one hot key, each of those writes moves a cache line between
+//! cores on every call. This front keeps, per thread, a pointer to what the shared
 //! cache holds, so a repeated key is answered with no shared write at all.
 //!
 //! It never decides on its own: an entry is used only while the verifier's

@@ -4,6 +4,7 @@
 pub mod format;
 pub mod last_used;
 mod local;
+mod shared;
 pub mod store;
 
 use std::rc::Rc;
@@ -12,12 +13,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, NaiveDateTime};
-use moka::sync::Cache;
 
 use crate::db::{self, Pool};
 use crate::metrics::{CacheEvent, Gauges, Metrics, Outcome};
 use format::{GeneratedKey, KeyDigest, KeyTag, ID_LEN};
 pub use last_used::LastUsed;
+use shared::SharedCache;
 pub use store::KeyInfo;
 
 /// A key's name: 1-64 characters after trimming, no control characters.
@@ -248,13 +249,13 @@ impl Default for CacheSettings {
 type KeyId = [u8; ID_LEN];
 
 /// What the shared cache keeps of a known key: its digest to check the
-/// presented secret against, the answer handed to handlers (shared, not
-/// copied), and when it was read, so the per-thread copies end with it.
+/// presented secret against, and the answer handed to handlers (shared, not
+/// copied). The cache keeps when it was read, so the per-thread copies end
+/// with it.
 #[derive(Clone)]
 struct Known {
     digest: Option<KeyDigest>,
     key: Arc<VerifiedKey>,
-    cached_at: Instant,
 }
 
 /// A successfully verified key, as handed to one request. Cloning it within
@@ -302,9 +303,8 @@ pub struct Verifier {
     pool: Pool,
     last_used: Arc<LastUsed>,
     ttl: std::time::Duration,
-    known: Cache<KeyId, Known>,
-    /// Unknown ids, with when they were found unknown.
-    unknown: Cache<KeyId, Instant>,
+    known: SharedCache<Known>,
+    unknown: SharedCache<()>,
     /// Bumped by every invalidation. A lookup that read the database before
     /// an invalidation but fills the cache after it would otherwise bring a
     /// deleted key back: it compares this before and after, and drops what
@@ -329,14 +329,8 @@ impl Verifier {
             pool,
             last_used,
             ttl: cache.ttl,
-            known: Cache::builder()
-                .max_capacity(cache.max_known)
-                .time_to_live(cache.ttl)
-                .build(),
-            unknown: Cache::builder()
-                .max_capacity(cache.max_unknown)
-                .time_to_live(cache.ttl)
-                .build(),
+            known: SharedCache::new(cache.max_known, cache.ttl),
+            unknown: SharedCache::new(cache.max_unknown, cache.ttl),
             invalidations: AtomicU64::new(0),
             lookups: tokio::sync::Semaphore::new(cache.max_lookups.max(1)),
             metrics: Metrics::default(),
@@ -354,14 +348,10 @@ impl Verifier {
 
     /// The Prometheus text of the verification counters and gauges.
     pub fn render_metrics(&self) -> String {
-        // The caches count entries lazily; settle them so the gauges are
-        // exact (a scrape is rare, this is cheap).
-        self.known.run_pending_tasks();
-        self.unknown.run_pending_tasks();
         self.metrics.render(Gauges {
             last_used_pending: self.last_used.pending_count() as u64,
-            cached_known: self.known.entry_count(),
-            cached_unknown: self.unknown.entry_count(),
+            cached_known: self.known.len(),
+            cached_unknown: self.unknown.len(),
         })
     }
 
@@ -436,11 +426,11 @@ impl Verifier {
             }
             None => {}
         }
-        if let Some(known) = self.known.get(&id) {
+        if let Some((at, known)) = self.known.get(&id, started) {
             self.metrics.cache(CacheEvent::PositiveHit);
-            return Some(self.accept(&parts, self.keep_local(id, epoch, known)));
+            return Some(self.accept(&parts, self.keep_local(id, epoch, at, known)));
         }
-        if let Some(since) = self.unknown.get(&id) {
+        if let Some((since, ())) = self.unknown.get(&id, started) {
             self.metrics.cache(CacheEvent::NegativeHit);
             local::put(self.id, id, epoch, since + self.ttl, local::Entry::Unknown);
             return Some(Err(VerifyError::Invalid));
@@ -454,20 +444,20 @@ impl Verifier {
         // Read before the database: see `invalidations`.
         let epoch = self.invalidations.load(SeqCst);
         match self.lookup(parts.id, id, epoch).await? {
-            Some(known) => self.accept(&parts, self.keep_local(id, epoch, known)),
+            Some((at, known)) => self.accept(&parts, self.keep_local(id, epoch, at, known)),
             None => Err(VerifyError::Invalid),
         }
     }
 
     /// Puts a shared entry in this thread's cache, valid while the
     /// invalidation count stays at `epoch`.
-    fn keep_local(&self, id: KeyId, epoch: u64, known: Known) -> Rc<local::LocalKey> {
+    fn keep_local(&self, id: KeyId, epoch: u64, cached_at: Instant, known: Known) -> Rc<local::LocalKey> {
         let key = Rc::new(local::LocalKey {
             digest: known.digest,
             key: known.key,
             recorded: std::cell::Cell::new(None),
         });
-        let expires = known.cached_at + self.ttl;
+        let expires = cached_at + self.ttl;
         local::put(self.id, id, epoch, expires, local::Entry::Known(key.clone()));
         key
     }
@@ -488,18 +478,19 @@ impl Verifier {
     }
 
     /// Reads a key id from the database and caches the answer, known or not.
-    async fn lookup(&self, id_text: &str, id: KeyId, before: u64) -> Result<Option<Known>, VerifyError> {
+    async fn lookup(&self, id_text: &str, id: KeyId, before: u64) -> Result<Option<(Instant, Known)>, VerifyError> {
         let _turn = self
             .lookups
             .acquire()
             .await
             .map_err(|e| VerifyError::Unavailable(e.into()))?;
         // Whoever held the turn before may have looked up this very id.
-        if let Some(known) = self.known.get(&id) {
+        let now = Instant::now();
+        if let Some(known) = self.known.get(&id, now) {
             self.metrics.cache(CacheEvent::PositiveHit);
             return Ok(Some(known));
         }
-        if self.unknown.contains_key(&id) {
+        if self.unknown.get(&id, now).is_some() {
             self.metrics.cache(CacheEvent::NegativeHit);
             return Ok(None);
         }
@@ -511,9 +502,9 @@ impl Verifier {
         let cached_at = Instant::now();
         let Some((info, digest, username)) = found else {
             self.metrics.cache(CacheEvent::NegativeMiss);
-            self.unknown.insert(id, cached_at);
+            self.unknown.insert(id, cached_at, ());
             if self.invalidations.load(SeqCst) != before {
-                self.unknown.invalidate(&id);
+                self.unknown.remove(&id);
             }
             return Ok(None);
         };
@@ -529,13 +520,12 @@ impl Verifier {
                 prefix: info.prefix,
                 expires_at: info.expires_at,
             }),
-            cached_at,
         };
-        self.known.insert(id, known.clone());
+        self.known.insert(id, cached_at, known.clone());
         if self.invalidations.load(SeqCst) != before {
-            self.known.invalidate(&id);
+            self.known.remove(&id);
         }
-        Ok(Some(known))
+        Ok(Some((cached_at, known)))
     }
 
     /// Drops anything this instance remembers about a key. Called on delete
@@ -543,8 +533,8 @@ impl Verifier {
     pub fn forget(&self, key_id: &str) {
         self.invalidations.fetch_add(1, SeqCst);
         if let Ok(id) = KeyId::try_from(key_id.as_bytes()) {
-            self.known.invalidate(&id);
-            self.unknown.invalidate(&id);
+            self.known.remove(&id);
+            self.unknown.remove(&id);
         }
         self.last_used.forget(key_id);
     }
@@ -554,7 +544,7 @@ impl Verifier {
     pub fn key_created(&self, key_id: &str) {
         self.invalidations.fetch_add(1, SeqCst);
         if let Ok(id) = KeyId::try_from(key_id.as_bytes()) {
-            self.unknown.invalidate(&id);
+            self.unknown.remove(&id);
         }
     }
 
@@ -563,8 +553,8 @@ impl Verifier {
     /// last-used times stay: they are uses that did happen.
     pub fn forget_all(&self) {
         self.invalidations.fetch_add(1, SeqCst);
-        self.known.invalidate_all();
-        self.unknown.invalidate_all();
+        self.known.clear();
+        self.unknown.clear();
     }
 }
 
