@@ -1,5 +1,6 @@
 //! Register, log in, log out, and the account page.
 
+use super::client_addr;
 use actix_identity::Identity;
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -12,10 +13,6 @@ use crate::accounts::domain::{Email, Password, Username};
 use crate::accounts::{self, RegisterError};
 use crate::config::Registration;
 use crate::state::AppState;
-
-fn addr(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
-}
 
 #[derive(Template)]
 #[template(path = "register.html")]
@@ -101,7 +98,7 @@ async fn register(
         }
         Err(RegisterError::Unexpected(e)) => return Err(e.into()),
     };
-    tracing::info!(target: "keyward::audit", event = "registered", user = %user.username, addr = %addr(&req));
+    tracing::info!(target: "keyward::audit", event = "registered", user = %user.username, addr = %client_addr(&req));
     log_in(&req, &state, &user).await?;
     flash(
         &session,
@@ -173,11 +170,11 @@ async fn login(
     let name_key: String = username.trim().to_ascii_lowercase().chars().take(64).collect();
     let checks = [
         (&state.login_throttle, name_key),
-        (&state.login_throttle_by_address, addr(&req)),
+        (&state.login_throttle_by_address, client_addr(&req)),
     ];
     if let Some(wait) = checks.iter().find_map(|(t, k)| t.check(k).err()) {
         let secs = wait.as_secs() + 1;
-        tracing::info!(target: "keyward::audit", event = "login_throttled", user = ?username, addr = %addr(&req));
+        tracing::info!(target: "keyward::audit", event = "login_throttled", user = ?username, addr = %client_addr(&req));
         let mut res = login_page(
             StatusCode::TOO_MANY_REQUESTS,
             format!("Too many failed attempts. Wait {secs} seconds, then try again."),
@@ -194,12 +191,12 @@ async fn login(
         accounts::authenticate(&state.pool, username, password.to_owned()).await?
     };
     let Some(user) = user else {
-        tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %addr(&req));
+        tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %client_addr(&req));
         checks.iter().for_each(|(t, k)| t.fail(k));
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
     checks.iter().for_each(|(t, k)| t.succeed(k));
-    tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %addr(&req));
+    tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %client_addr(&req));
     // A fresh CSRF token for the logged-in session.
     session.remove("csrf");
     log_in(&req, &state, &user).await?;
@@ -235,7 +232,7 @@ async fn logout(
         // the same; the server-side session record is already gone.
         session.clear();
         session.renew();
-        tracing::info!(target: "keyward::audit", event = "logout", user = ?user, addr = %addr(&req));
+        tracing::info!(target: "keyward::audit", event = "logout", user = ?user, addr = %client_addr(&req));
     }
     flash(&session, "You have been logged out.");
     Ok(redirect("/login"))
@@ -295,7 +292,7 @@ async fn change_password(
     };
     accounts::change_password(&state.pool, me.user.id, new, Some(me.token.clone())).await?;
     super::password::send_changed_notice(&state, &me.user);
-    tracing::info!(target: "keyward::audit", event = "password_changed", user = %me.user.username, addr = %addr(&req));
+    tracing::info!(target: "keyward::audit", event = "password_changed", user = %me.user.username, addr = %client_addr(&req));
     flash(
         &session,
         "Your password has been changed. Other sessions have been logged out.",

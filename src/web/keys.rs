@@ -162,7 +162,7 @@ async fn create(
         event = "key_created",
         user = %me.user.username,
         key = %info.prefix,
-        addr = %req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+        addr = %super::client_addr(&req)
     );
     render(
         StatusCode::OK,
@@ -226,7 +226,7 @@ async fn delete(
         event = "key_deleted",
         user = %me.user.username,
         key = %key.prefix,
-        addr = %req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+        addr = %super::client_addr(&req)
     );
     flash(
         &session,

@@ -1,5 +1,6 @@
 //! Forgotten passwords: request a link by email, then set a new password.
 
+use super::client_addr;
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,10 +13,6 @@ use crate::accounts::reset::ResetToken;
 use crate::accounts::{self, User};
 use crate::mail::MailKind;
 use crate::state::AppState;
-
-fn addr(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
-}
 
 #[derive(Template)]
 #[template(path = "forgot.html")]
@@ -64,7 +61,7 @@ async fn forgot(
             );
         }
     };
-    let address = addr(&req);
+    let address = client_addr(&req);
     if !state.reset_per_address.allow(&address) {
         tracing::info!(target: "keyward::audit", event = "reset_rate_limited", addr = %address);
         return Err(WebError::TooManyRequests(15 * 60));
@@ -217,7 +214,7 @@ async fn reset(
     let Some(user) = accounts::reset_password(&state.pool, token, password).await? else {
         return invalid_link(&session);
     };
-    tracing::info!(target: "keyward::audit", event = "password_reset", user = %user.username, addr = %addr(&req));
+    tracing::info!(target: "keyward::audit", event = "password_reset", user = %user.username, addr = %client_addr(&req));
     send_changed_notice(&state, &user);
     flash(&session, "Your password has been reset. Log in with your new password.");
     Ok(redirect("/login"))
