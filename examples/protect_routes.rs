@@ -22,12 +22,12 @@ use keyward::keys::{LastUsed, Verifier};
 
 /// Any valid key may call this; the extractor answers 401 otherwise.
 async fn hello(key: ApiKey) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "hello": key.username, "key": key.prefix }))
+    HttpResponse::Ok().json(serde_json::json!({ "hello": key.username(), "key": key.prefix() }))
 }
 
 /// Reached only with the `read` scope: `RequireScope` wraps the whole scope.
 async fn reports(key: ApiKey) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "reports": [], "for": key.username }))
+    HttpResponse::Ok().json(serde_json::json!({ "reports": [], "for": key.username() }))
 }
 
 /// A scope check inside a handler, for decisions that depend on the request.

@@ -7,7 +7,7 @@
 //!     .service(
 //!         web::scope("/reports")
 //!             .wrap(RequireScope::new("read"))
-//!             .route("", web::get().to(|key: ApiKey| async move { key.username.clone() })),
+//!             .route("", web::get().to(|key: ApiKey| async move { key.username().to_owned() })),
 //!     )
 //! ```
 
@@ -15,7 +15,6 @@ use std::future::{ready, Future, Ready};
 use std::ops::Deref;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -27,6 +26,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, Respon
 
 use crate::keys::{Verified, VerifiedKey, Verifier, VerifyError};
 use crate::metrics::Outcome;
+use crate::web::client_addr;
 
 /// JSON errors of the API, with their `WWW-Authenticate` challenges.
 #[derive(Debug, thiserror::Error)]
@@ -155,48 +155,62 @@ fn header_text(v: &HeaderValue) -> Result<&str, ApiError> {
         .map_err(|_| ApiError::InvalidToken)
 }
 
-fn addr(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+/// Refused keys logged one by one per second and worker thread, at most.
+/// Each refusal is logged, but a flood of made-up keys must not turn into a
+/// flood of log lines (formatting and writing one costs more than refusing
+/// the key, and it would fill the disk): beyond this, refusals are counted
+/// and the count is logged once a second. `/metrics` counts every one.
+/// The budget is per thread so that refusing a key writes no memory other
+/// workers use.
+const REFUSALS_LOGGED_PER_SECOND: u64 = 50;
+
+/// This thread's refusal-log window: its second, and the refusals logged
+/// and left unlogged in it.
+struct RefusalWindow {
+    second: u64,
+    logged: u64,
+    unlogged: u64,
 }
 
-/// Refused keys logged one by one per second, at most. Each refusal is
-/// logged, but a flood of made-up keys must not turn into a flood of log
-/// lines (formatting and writing one costs more than refusing the key, and
-/// it would fill the disk): beyond this, refusals are counted and the count
-/// is logged once a second. `/metrics` counts every one.
-const REFUSALS_LOGGED_PER_SECOND: u64 = 100;
-
 fn log_refusal(req: &HttpRequest, presented: &str) {
-    static WINDOW: AtomicU64 = AtomicU64::new(0);
-    static LOGGED: AtomicU64 = AtomicU64::new(0);
-    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static WINDOW: std::cell::RefCell<RefusalWindow> =
+            const { std::cell::RefCell::new(RefusalWindow { second: 0, logged: 0, unlogged: 0 }) };
+    }
     let second = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let window = WINDOW.load(Relaxed);
-    if window != second && WINDOW.compare_exchange(window, second, Relaxed, Relaxed).is_ok() {
-        LOGGED.store(0, Relaxed);
-        let unlogged = UNLOGGED.swap(0, Relaxed);
-        if unlogged > 0 {
-            tracing::info!(target: "keyward::audit", event = "key_refused", count = unlogged, "more keys refused than logged one by one");
+    let log_it = WINDOW.with(|w| {
+        let mut w = w.borrow_mut();
+        if w.second != second {
+            if w.unlogged > 0 {
+                tracing::info!(target: "keyward::audit", event = "key_refused", count = w.unlogged, "more keys refused than logged one by one");
+            }
+            *w = RefusalWindow { second, logged: 0, unlogged: 0 };
         }
-    }
-    if LOGGED.fetch_add(1, Relaxed) >= REFUSALS_LOGGED_PER_SECOND {
-        UNLOGGED.fetch_add(1, Relaxed);
+        if w.logged < REFUSALS_LOGGED_PER_SECOND {
+            w.logged += 1;
+            true
+        } else {
+            w.unlogged += 1;
+            false
+        }
+    });
+    if !log_it {
         return;
     }
     // Only the display prefix is logged, and only when well-formed.
     let shown = crate::keys::format::parse_parts(presented)
         .map(|p| p.display_prefix)
         .unwrap_or_default();
-    tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown, addr = %addr(req));
+    tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown, addr = %client_addr(req));
 }
 
 /// The answer to a verification, logged.
 fn conclude(req: &HttpRequest, presented: &str, result: Result<Verified, VerifyError>) -> Result<ApiKey, ApiError> {
     match result {
         Ok(v) => {
-            tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username, key = %v.prefix, addr = %addr(req));
+            tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username(), key = %v.prefix(), addr = %client_addr(req));
             Ok(ApiKey(v))
         }
         Err(VerifyError::Invalid) => {

@@ -50,20 +50,29 @@ struct WhoamiKey<'a> {
     id: &'a str,
     name: &'a str,
     prefix: &'a str,
-    scopes: &'a [String],
+    scopes: ScopeList<'a>,
     expires_at: Option<String>,
+}
+
+/// A key's scopes as a JSON array, straight from the cached key.
+struct ScopeList<'a>(&'a keys::VerifiedKey);
+
+impl Serialize for ScopeList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.scopes())
+    }
 }
 
 /// `GET /api/v1/whoami`: any valid key. Serialised straight from the
 /// cached key (no intermediate JSON tree): this is the hot path's answer.
 async fn whoami(key: ApiKey) -> HttpResponse {
     let answer = Whoami {
-        user: &key.username,
+        user: key.username(),
         key: WhoamiKey {
-            id: &key.key_id,
-            name: &key.name,
-            prefix: &key.prefix,
-            scopes: &key.scopes,
+            id: key.key_id(),
+            name: key.name(),
+            prefix: key.prefix(),
+            scopes: ScopeList(&key),
             expires_at: key.expires_at.map(rfc3339),
         },
     };
@@ -125,9 +134,9 @@ async fn delete_key(
         tracing::info!(
             target: "keyward::audit",
             event = "key_deleted",
-            user = %key.username,
+            user = %key.username(),
             key = %format!("{}_{id}", state.settings.key_prefix),
-            by = %key.prefix,
+            by = %key.prefix(),
             via = "api"
         );
         Ok(HttpResponse::NoContent().finish())

@@ -204,6 +204,57 @@ pub fn parse(key: &str) -> Result<ParsedKey, FormatError> {
 
 /// `parse` without allocating: the parts borrow from `key`.
 pub fn parse_parts(key: &str) -> Result<KeyParts<'_>, FormatError> {
+    parse_shape(key)?.checked()
+}
+
+/// A presented key of the right shape whose checksum is not checked yet.
+/// The verifier's per-thread cache answers from this: when the id is cached
+/// as known, a matching SHA-256 of the whole key proves it (checksum
+/// included), so the CRC is only computed for keys that go further.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyShape<'a> {
+    key: &'a str,
+    tag_len: usize,
+}
+
+impl<'a> KeyShape<'a> {
+    /// The 8-character id, ASCII base62.
+    pub fn id(&self) -> &'a str {
+        &self.key[self.tag_len + 1..self.tag_len + 1 + ID_LEN]
+    }
+
+    /// The id as a fixed-size value, for maps that should not allocate.
+    pub fn id_bytes(&self) -> [u8; ID_LEN] {
+        let mut out = [0u8; ID_LEN];
+        out.copy_from_slice(self.id().as_bytes());
+        out
+    }
+
+    /// `{tag}_{id}`.
+    pub fn display_prefix(&self) -> &'a str {
+        &self.key[..self.tag_len + 1 + ID_LEN]
+    }
+
+    pub fn digest(&self) -> KeyDigest {
+        KeyDigest::of(self.key)
+    }
+
+    /// Checks the checksum; the parts then carry the digest too.
+    pub fn checked(self) -> Result<KeyParts<'a>, FormatError> {
+        let body_len = self.key.len() - CHECK_LEN;
+        if checksum(&self.key[..body_len]).as_slice() != &self.key.as_bytes()[body_len..] {
+            return Err(FormatError::Checksum);
+        }
+        Ok(KeyParts {
+            id: self.id(),
+            display_prefix: self.display_prefix(),
+            digest: self.digest(),
+        })
+    }
+}
+
+/// The shape of a presented key alone: lengths and alphabets, no checksum.
+pub fn parse_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
     // Every part but the tag has a fixed length, so the length of the whole
     // gives the tag's: `{tag}_{id:8}_{secret:32}{check:6}`. Checked by
     // position rather than by splitting: this runs on every API call.
@@ -223,16 +274,9 @@ pub fn parse_parts(key: &str) -> Result<KeyParts<'_>, FormatError> {
     {
         return Err(FormatError::Shape);
     }
-    let body_len = key.len() - CHECK_LEN;
-    if checksum(&key[..body_len]).as_slice() != &bytes[body_len..] {
-        return Err(FormatError::Checksum);
-    }
-    // Only ASCII was accepted above, so these are char boundaries.
-    Ok(KeyParts {
-        id: &key[tag_len + 1..tag_len + 1 + ID_LEN],
-        display_prefix: &key[..tag_len + 1 + ID_LEN],
-        digest: KeyDigest::of(key),
-    })
+    // Only ASCII was accepted above, so every slice above is at char
+    // boundaries.
+    Ok(KeyShape { key, tag_len })
 }
 
 /// Whether `s` looks like a key id (used to 404 early on bad URLs).

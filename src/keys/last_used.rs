@@ -12,33 +12,44 @@ use std::sync::Mutex;
 use chrono::NaiveDateTime;
 use diesel::Connection as _;
 
+use super::format::ID_LEN;
 use super::store;
 use crate::db::{self, Pool};
 
+/// A key id held by value: a pending entry is one small map slot, with no
+/// string allocated for it (every key in use has one).
+type Id = [u8; ID_LEN];
+
+fn id_of(key_id: &str) -> Option<Id> {
+    Id::try_from(key_id.as_bytes()).ok()
+}
+
 #[derive(Default)]
 pub struct LastUsed {
-    pending: Mutex<HashMap<String, NaiveDateTime>>,
+    pending: Mutex<HashMap<Id, NaiveDateTime>>,
 }
 
 impl LastUsed {
+    /// Records a use of the key with this id; ids are 8 ASCII characters,
+    /// anything else is not a key id and is ignored.
     pub fn record(&self, key_id: &str, at: NaiveDateTime) {
+        if let Some(id) = id_of(key_id) {
+            self.record_id(id, at);
+        }
+    }
+
+    fn record_id(&self, id: Id, at: NaiveDateTime) {
         let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get_mut(key_id) {
-            Some(t) if *t >= at => {}
-            Some(t) => *t = at,
-            None => {
-                map.insert(key_id.to_owned(), at);
-            }
+        let t = map.entry(id).or_insert(at);
+        if *t < at {
+            *t = at;
         }
     }
 
     /// A use recorded here but not yet written, so pages can show it at once.
     pub fn pending(&self, key_id: &str) -> Option<NaiveDateTime> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-            .copied()
+        let id = id_of(key_id)?;
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).get(&id).copied()
     }
 
     pub fn pending_count(&self) -> usize {
@@ -46,11 +57,16 @@ impl LastUsed {
     }
 
     pub fn forget(&self, key_id: &str) {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(key_id);
+        if let Some(id) = id_of(key_id) {
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        }
     }
 
-    fn take(&self) -> HashMap<String, NaiveDateTime> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Empties the map into a list. The map keeps its table: with every
+    /// key in use it would otherwise be rebuilt after each flush, next to
+    /// the batch being written.
+    fn take(&self) -> Vec<(Id, NaiveDateTime)> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().collect()
     }
 
     /// Writes every pending time in one transaction; on failure the batch is
@@ -68,7 +84,10 @@ impl LastUsed {
         let result = db::run(pool, move |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 for (id, at) in work.iter() {
-                    store::touch(conn, id, *at)?;
+                    // Only ASCII ids are recorded.
+                    if let Ok(id) = std::str::from_utf8(id) {
+                        store::touch(conn, id, *at)?;
+                    }
                 }
                 Ok(())
             })?;
@@ -79,7 +98,7 @@ impl LastUsed {
             Ok(()) => Ok(n),
             Err(e) => {
                 for (id, at) in batch.iter() {
-                    self.record(id, *at);
+                    self.record_id(*id, *at);
                 }
                 Err(e)
             }

@@ -186,20 +186,112 @@ pub async fn delete(pool: &Pool, verifier: &Verifier, user_id: i64, key_id: &str
 }
 
 /// Who is calling: the outcome of a successful verification.
-#[derive(Clone, Debug)]
+///
+/// Cached for every key in use, so it is compact: the texts live in one
+/// allocation (about 130 bytes a key in all, where six separate strings
+/// cost about 370).
+#[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedKey {
-    pub key_id: String,
     pub user_id: i64,
-    pub username: String,
-    pub name: String,
-    pub prefix: String,
-    pub scopes: Vec<String>,
     pub expires_at: Option<NaiveDateTime>,
+    /// The stored SHA-256 the presented key is checked against, held here
+    /// rather than beside the key so that a cached key is one allocation.
+    /// `None` for a key built without one: it is never matched.
+    digest: Option<KeyDigest>,
+    /// The key id, the username, the key's name, its display prefix and its
+    /// scopes (space-separated), one after the other.
+    text: Box<str>,
+    /// Where each of the first four texts ends in `text` (names and
+    /// usernames are bounded far below 64 KiB).
+    ends: [u16; 4],
 }
 
 impl VerifiedKey {
+    pub fn new(
+        key_id: &str,
+        user_id: i64,
+        username: &str,
+        name: &str,
+        prefix: &str,
+        scopes: &[&str],
+        expires_at: Option<NaiveDateTime>,
+    ) -> Self {
+        let mut text = String::with_capacity(
+            key_id.len()
+                + username.len()
+                + name.len()
+                + prefix.len()
+                + scopes.iter().map(|s| s.len() + 1).sum::<usize>(),
+        );
+        let mut ends = [0u16; 4];
+        for (end, part) in ends.iter_mut().zip([key_id, username, name, prefix]) {
+            text.push_str(part);
+            *end = u16::try_from(text.len()).unwrap_or(u16::MAX);
+        }
+        for (i, scope) in scopes.iter().enumerate() {
+            if i > 0 {
+                text.push(' ');
+            }
+            text.push_str(scope);
+        }
+        Self {
+            user_id,
+            expires_at,
+            digest: None,
+            text: text.into_boxed_str(),
+            ends,
+        }
+    }
+
+    /// The key as the cache holds it: with the digest to check callers'
+    /// keys against.
+    fn with_digest(mut self, digest: KeyDigest) -> Self {
+        self.digest = Some(digest);
+        self
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(self.text.len(), |&e| e as usize);
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    /// The key's id (the 8 characters after the tag).
+    pub fn key_id(&self) -> &str {
+        self.part(0)
+    }
+    /// The owner's username.
+    pub fn username(&self) -> &str {
+        self.part(1)
+    }
+    /// The name its owner gave the key.
+    pub fn name(&self) -> &str {
+        self.part(2)
+    }
+    /// `{tag}_{id}`: what the portal shows of the key.
+    pub fn prefix(&self) -> &str {
+        self.part(3)
+    }
+    /// The key's scopes, in the configured order.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> + Clone + '_ {
+        self.part(4).split(' ').filter(|s| !s.is_empty())
+    }
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.scopes().any(|s| s == scope)
+    }
+}
+
+impl std::fmt::Debug for VerifiedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedKey")
+            .field("key_id", &self.key_id())
+            .field("user_id", &self.user_id)
+            .field("username", &self.username())
+            .field("name", &self.name())
+            .field("prefix", &self.prefix())
+            .field("scopes", &self.scopes().collect::<Vec<_>>())
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -248,16 +340,6 @@ impl Default for CacheSettings {
 /// A key id as a fixed-size value: cache lookups never allocate.
 type KeyId = [u8; ID_LEN];
 
-/// What the shared cache keeps of a known key: its digest to check the
-/// presented secret against, and the answer handed to handlers (shared, not
-/// copied). The cache keeps when it was read, so the per-thread copies end
-/// with it.
-#[derive(Clone)]
-struct Known {
-    digest: Option<KeyDigest>,
-    key: Arc<VerifiedKey>,
-}
-
 /// A successfully verified key, as handed to one request. Cloning it within
 /// the thread costs no atomic operation; `shared()` gives a `Send` handle.
 #[derive(Clone)]
@@ -303,7 +385,7 @@ pub struct Verifier {
     pool: Pool,
     last_used: Arc<LastUsed>,
     ttl: std::time::Duration,
-    known: SharedCache<Known>,
+    known: SharedCache<Arc<VerifiedKey>>,
     unknown: SharedCache<()>,
     /// Bumped by every invalidation. A lookup that read the database before
     /// an invalidation but fills the cache after it would otherwise bring a
@@ -407,28 +489,36 @@ impl Verifier {
     }
 
     fn check_in_memory(&self, presented: &str, started: Instant) -> Option<Result<Verified, VerifyError>> {
-        // Shape and checksum first: typos and garbage never reach the cache
-        // or the database.
-        let Ok(parts) = format::parse_parts(presented) else {
+        // Shape first: garbage never reaches a cache or the database.
+        let Ok(shape) = format::parse_shape(presented) else {
             return Some(Err(VerifyError::Invalid));
         };
-        let id = parts.id_bytes();
+        let id = shape.id_bytes();
         // Read before any cache: see `invalidations`.
         let epoch = self.invalidations.load(SeqCst);
         match local::get(self.id, id, epoch, started) {
             Some(local::Entry::Known(key)) => {
+                // The digest covers the whole key, checksum included: a
+                // match proves the key without computing the CRC.
                 self.metrics.cache(CacheEvent::PositiveHit);
-                return Some(self.accept(&parts, key));
+                return Some(self.accept(shape.display_prefix(), &shape.digest(), key));
             }
             Some(local::Entry::Unknown) => {
+                // Refused whatever its checksum says.
                 self.metrics.cache(CacheEvent::NegativeHit);
                 return Some(Err(VerifyError::Invalid));
             }
             None => {}
         }
+        // Then the checksum: typos never reach the shared caches or the
+        // database.
+        let Ok(parts) = shape.checked() else {
+            return Some(Err(VerifyError::Invalid));
+        };
         if let Some((at, known)) = self.known.get(&id, started) {
             self.metrics.cache(CacheEvent::PositiveHit);
-            return Some(self.accept(&parts, self.keep_local(id, epoch, at, known)));
+            let key = self.keep_local(id, epoch, at, known);
+            return Some(self.accept(parts.display_prefix, &parts.digest, key));
         }
         if let Some((since, ())) = self.unknown.get(&id, started) {
             self.metrics.cache(CacheEvent::NegativeHit);
@@ -444,17 +534,19 @@ impl Verifier {
         // Read before the database: see `invalidations`.
         let epoch = self.invalidations.load(SeqCst);
         match self.lookup(parts.id, id, epoch).await? {
-            Some((at, known)) => self.accept(&parts, self.keep_local(id, epoch, at, known)),
+            Some((at, known)) => {
+                let key = self.keep_local(id, epoch, at, known);
+                self.accept(parts.display_prefix, &parts.digest, key)
+            }
             None => Err(VerifyError::Invalid),
         }
     }
 
     /// Puts a shared entry in this thread's cache, valid while the
     /// invalidation count stays at `epoch`.
-    fn keep_local(&self, id: KeyId, epoch: u64, cached_at: Instant, known: Known) -> Rc<local::LocalKey> {
+    fn keep_local(&self, id: KeyId, epoch: u64, cached_at: Instant, known: Arc<VerifiedKey>) -> Rc<local::LocalKey> {
         let key = Rc::new(local::LocalKey {
-            digest: known.digest,
-            key: known.key,
+            key: known,
             recorded: std::cell::Cell::new(None),
         });
         let expires = cached_at + self.ttl;
@@ -463,22 +555,32 @@ impl Verifier {
     }
 
     /// The checks a cached key must pass on every call, and its use.
-    fn accept(&self, parts: &format::KeyParts<'_>, key: Rc<local::LocalKey>) -> Result<Verified, VerifyError> {
+    fn accept(
+        &self,
+        display_prefix: &str,
+        digest: &KeyDigest,
+        key: Rc<local::LocalKey>,
+    ) -> Result<Verified, VerifyError> {
         let now = (self.clock)();
-        let digest_ok = key.digest.is_some_and(|d| parts.digest.matches(d.as_bytes()));
         let k = &key.key;
-        if !digest_ok || k.prefix != parts.display_prefix || k.expires_at.is_some_and(|e| e <= now) {
+        let digest_ok = k.digest.is_some_and(|d| digest.matches(d.as_bytes()));
+        if !digest_ok || k.prefix() != display_prefix || k.expires_at.is_some_and(|e| e <= now) {
             return Err(VerifyError::Invalid);
         }
         if key.recorded.get().is_none_or(|at| now - at >= RECORD_EVERY) {
             key.recorded.set(Some(now));
-            self.last_used.record(&k.key_id, now);
+            self.last_used.record(k.key_id(), now);
         }
         Ok(Verified(key))
     }
 
     /// Reads a key id from the database and caches the answer, known or not.
-    async fn lookup(&self, id_text: &str, id: KeyId, before: u64) -> Result<Option<(Instant, Known)>, VerifyError> {
+    async fn lookup(
+        &self,
+        id_text: &str,
+        id: KeyId,
+        before: u64,
+    ) -> Result<Option<(Instant, Arc<VerifiedKey>)>, VerifyError> {
         let _turn = self
             .lookups
             .acquire()
@@ -509,18 +611,22 @@ impl Verifier {
             return Ok(None);
         };
         self.metrics.cache(CacheEvent::PositiveMiss);
-        let known = Known {
-            digest: <[u8; 32]>::try_from(digest.as_slice()).ok().map(KeyDigest),
-            key: Arc::new(VerifiedKey {
-                scopes: info.scope_list(),
-                key_id: info.id,
-                user_id: info.user_id,
-                username,
-                name: info.name,
-                prefix: info.prefix,
-                expires_at: info.expires_at,
-            }),
-        };
+        // Built here, on the worker, in one allocation: the row's own
+        // strings were allocated on a blocking thread and go back there.
+        let mut key = VerifiedKey::new(
+            &info.id,
+            info.user_id,
+            &username,
+            &info.name,
+            &info.prefix,
+            &info.scopes.split_whitespace().collect::<Vec<_>>(),
+            info.expires_at,
+        );
+        // A stored digest of any other length never matches.
+        if let Ok(d) = <[u8; 32]>::try_from(digest.as_slice()) {
+            key = key.with_digest(KeyDigest(d));
+        }
+        let known = Arc::new(key);
         self.known.insert(id, cached_at, known.clone());
         if self.invalidations.load(SeqCst) != before {
             self.known.remove(&id);
@@ -613,8 +719,8 @@ mod tests {
         store_key(&pool, user_id, &key, None);
         let v = Verifier::new(pool, Arc::new(LastUsed::default()));
 
-        assert_eq!(verify(&v, &key).unwrap().username, "alice");
-        assert_eq!(verify(&v, &key).unwrap().scopes, ["read"]);
+        assert_eq!(verify(&v, &key).unwrap().username(), "alice");
+        assert!(verify(&v, &key).unwrap().scopes().eq(["read"]));
 
         let m = v.metrics().snapshot();
         assert_eq!((m.db_lookups, m.positive_misses, m.positive_hits, m.ok), (1, 1, 1, 2));
@@ -650,6 +756,42 @@ mod tests {
 
         assert!(matches!(res, Err(VerifyError::Invalid)));
         assert_eq!(v.metrics().snapshot().db_lookups, 1);
+    }
+
+    #[test]
+    fn a_cached_id_with_a_wrong_checksum_or_secret_is_refused() {
+        let (pool, user_id, _dir) = database();
+        let key = format::generate(&kw());
+        store_key(&pool, user_id, &key, None);
+        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
+        verify(&v, &key).unwrap();
+        let good = key.key.expose();
+        // The last checksum digit changed; then one secret character
+        // changed with the checksum recomputed to match.
+        let last = if good.ends_with('0') { "1" } else { "0" };
+        let bad_check = format!("{}{last}", &good[..good.len() - 1]);
+        let body_len = good.len() - format::CHECK_LEN;
+        let flip = if good.as_bytes()[body_len - 1] == b'a' {
+            "b"
+        } else {
+            "a"
+        };
+        let body = format!("{}{flip}", &good[..body_len - 1]);
+        let bad_secret = format!("{body}{}", String::from_utf8(format::checksum(&body).to_vec()).unwrap());
+
+        for presented in [&bad_check, &bad_secret] {
+            assert!(v.verify_cached(presented).is_some(), "decided from memory");
+            assert!(
+                matches!(verify_str(&v, presented), Err(VerifyError::Invalid)),
+                "{presented}"
+            );
+        }
+        assert!(verify(&v, &key).is_ok(), "the real key still works");
+        assert_eq!(v.metrics().snapshot().db_lookups, 1);
+    }
+
+    fn verify_str(v: &Verifier, presented: &str) -> Result<Verified, VerifyError> {
+        actix_web::rt::System::new().block_on(v.verify(presented))
     }
 
     #[test]
@@ -754,6 +896,28 @@ mod tests {
         verify(&v, &key).unwrap();
 
         assert_eq!(v.metrics().snapshot().db_lookups, 2);
+    }
+
+    #[test]
+    fn a_verified_key_gives_back_each_of_its_texts() {
+        let k = VerifiedKey::new(
+            "AbCd1234",
+            7,
+            "alice",
+            "ci – prod",
+            "kw_AbCd1234",
+            &["keys:read", "read"],
+            None,
+        );
+        assert_eq!(
+            (k.key_id(), k.username(), k.name(), k.prefix()),
+            ("AbCd1234", "alice", "ci – prod", "kw_AbCd1234")
+        );
+        assert!(k.scopes().eq(["keys:read", "read"]));
+        assert!(k.has_scope("read") && !k.has_scope("write") && !k.has_scope(""));
+        let none = VerifiedKey::new("AbCd1234", 7, "alice", "n", "kw_AbCd1234", &[], None);
+        assert_eq!(none.scopes().count(), 0);
+        assert!(format!("{k:?}").contains("\"alice\""));
     }
 
     #[test]

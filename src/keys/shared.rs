@@ -19,13 +19,16 @@ type KeyId = [u8; ID_LEN];
 
 const SHARDS: usize = 16;
 
-/// One shard: each entry with when it was stored.
-type Shard<V> = HashMap<KeyId, (Instant, V)>;
+/// One shard: each entry with when it was stored, in nanoseconds since the
+/// cache was made (8 bytes where an `Instant` takes 16).
+type Shard<V> = HashMap<KeyId, (u64, V)>;
 
 pub(super) struct SharedCache<V> {
     shards: Box<[Mutex<Shard<V>>]>,
     per_shard: usize,
     ttl: Duration,
+    /// What the stored times count from.
+    base: Instant,
     /// Picks the shard, and the entries to drop when a shard is full. Keyed
     /// randomly per process: ids are chosen by callers.
     hasher: std::collections::hash_map::RandomState,
@@ -39,6 +42,7 @@ impl<V: Clone> SharedCache<V> {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard,
             ttl,
+            base: Instant::now(),
             hasher: Default::default(),
             evictions: AtomicU64::new(0),
         }
@@ -49,29 +53,38 @@ impl<V: Clone> SharedCache<V> {
         self.shards[i].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn stamp(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn age(&self, stored: u64, now: Instant) -> Duration {
+        Duration::from_nanos(self.stamp(now).saturating_sub(stored))
+    }
+
     /// The entry and when it was stored, unless it is older than the TTL.
     pub fn get(&self, id: &KeyId, now: Instant) -> Option<(Instant, V)> {
         let mut shard = self.shard(id);
         let (at, value) = shard.get(id)?;
-        if now.saturating_duration_since(*at) < self.ttl {
-            return Some((*at, value.clone()));
+        if self.age(*at, now) < self.ttl {
+            return Some((self.base + Duration::from_nanos(*at), value.clone()));
         }
         shard.remove(id);
         None
     }
 
     pub fn insert(&self, id: KeyId, at: Instant, value: V) {
+        let stamp = self.stamp(at);
         let mut shard = self.shard(&id);
         if shard.len() >= self.per_shard && !shard.contains_key(&id) {
             let ttl = self.ttl;
-            shard.retain(|_, (stored, _)| at.saturating_duration_since(*stored) < ttl);
+            shard.retain(|_, (stored, _)| Duration::from_nanos(stamp.saturating_sub(*stored)) < ttl);
             if shard.len() >= self.per_shard {
                 // Still full of live entries: drop about half, at random.
                 let salt = self.evictions.fetch_add(1, Relaxed);
                 shard.retain(|k, _| self.hasher.hash_one((k, salt)) & 1 == 0);
             }
         }
-        shard.insert(id, (at, value));
+        shard.insert(id, (stamp, value));
     }
 
     pub fn remove(&self, id: &KeyId) {

@@ -49,10 +49,14 @@ pub async fn security_headers(
         .app_data::<web::Data<crate::state::AppState>>()
         .is_some_and(|s| s.settings.is_https());
     let is_asset = req.path().starts_with("/static/") || req.path() == "/favicon.ico";
-    let method = req.method().clone();
-    let path = req.path().to_owned();
+    // The request line is copied for the debug log only when that log is
+    // on: every API call passes here.
+    let logged = tracing::enabled!(target: "keyward::http", tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), req.path().to_owned()));
     let mut res = next.call(req).await?;
-    tracing::debug!(target: "keyward::http", %method, path = ?path, status = res.status().as_u16());
+    if let Some((method, path)) = logged {
+        tracing::debug!(target: "keyward::http", %method, path = ?path, status = res.status().as_u16());
+    }
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
