@@ -1,10 +1,13 @@
 //! Outgoing mail with lettre: SMTP from `KEYWARD_SMTP_URL`, or, without it,
 //! `.eml` files in `DATA_DIR/outbox/`. Sending never blocks a page: mail
-//! goes out on a blocking worker and failures are logged. Message bodies
+//! goes out on a thread of its own, in order, and failures are logged. (Not
+//! on actix's blocking pool: that is kept small and for the database, and a
+//! slow SMTP server must not hold its threads.) Message bodies
 //! (which hold reset links) are never logged.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,7 +28,15 @@ enum Transport {
 pub struct Mailer {
     from: Mailbox,
     transport: Transport,
+    /// The mail thread's queue, started with the first mail. The thread
+    /// ends when the mailer is dropped.
+    queue: OnceLock<SyncSender<(Message, MailKind)>>,
 }
+
+/// Mails waiting for the mail thread at most; beyond this they are dropped
+/// (and logged): the senders are rate-limited, so only a stalled SMTP
+/// server fills it.
+const QUEUE: usize = 256;
 
 /// What a mail is for, in logs.
 #[derive(Clone, Copy, Debug)]
@@ -44,7 +55,11 @@ impl Mailer {
             Some(url) if !url.0.trim().is_empty() => Transport::Smtp(Box::new(smtp_transport(url.0.trim())?)),
             _ => Transport::Outbox(settings.data_dir.join("outbox")),
         };
-        Ok(Self { from, transport })
+        Ok(Self {
+            from,
+            transport,
+            queue: OnceLock::new(),
+        })
     }
 
     pub fn describe(&self) -> &'static str {
@@ -63,20 +78,39 @@ impl Mailer {
                 return;
             }
         };
-        let mailer = self.clone();
-        actix_web::rt::spawn(async move {
-            match actix_web::web::block(move || mailer.deliver(&message)).await {
-                Ok(Ok(where_)) => {
-                    tracing::info!(target: "keyward::mail", ?kind, delivered = %where_, "mail sent")
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(target: "keyward::mail", ?kind, error = ?e, "mail delivery failed")
-                }
-                Err(e) => {
-                    tracing::error!(target: "keyward::mail", ?kind, error = ?e, "mail task failed")
+        let queue = self.queue.get_or_init(|| self.start_thread());
+        match queue.try_send((message, kind)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::error!(target: "keyward::mail", ?kind, "mail queue full; mail dropped")
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!(target: "keyward::mail", ?kind, "mail thread stopped; mail dropped")
+            }
+        }
+    }
+
+    fn start_thread(self: &Arc<Self>) -> SyncSender<(Message, MailKind)> {
+        let (tx, rx) = mpsc::sync_channel::<(Message, MailKind)>(QUEUE);
+        let mailer: Weak<Self> = Arc::downgrade(self);
+        let started = std::thread::Builder::new().name("keyward-mail".into()).spawn(move || {
+            while let Ok((message, kind)) = rx.recv() {
+                let Some(mailer) = mailer.upgrade() else { break };
+                match mailer.deliver(&message) {
+                    Ok(where_) => {
+                        tracing::info!(target: "keyward::mail", ?kind, delivered = %where_, "mail sent")
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "keyward::mail", ?kind, error = ?e, "mail delivery failed")
+                    }
                 }
             }
         });
+        if let Err(e) = started {
+            // The receiver is gone with the closure: sends report it.
+            tracing::error!(target: "keyward::mail", error = %e, "cannot start the mail thread");
+        }
+        tx
     }
 
     fn build(&self, to: &str, subject: &str, body: String) -> anyhow::Result<Message> {

@@ -117,9 +117,16 @@ impl Application {
                 )
         })
         .listen(listener)?;
-        if let Some(w) = settings.workers {
-            server = server.workers(w.max(1));
-        }
+        let workers = settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1);
+        // Each worker's blocking pool runs only database calls (hashing and
+        // mail have threads of their own), each holding a pooled connection:
+        // more threads than connections would only wait for one, each
+        // costing a stack and, with glibc, a malloc arena of its own.
+        let blocking = (state.pool.max_size() as usize).div_ceil(workers).max(2);
+        server = server.workers(workers).worker_max_blocking_threads(blocking);
         let server = server.shutdown_timeout(10).run();
         Ok(Self { port, server, state })
     }

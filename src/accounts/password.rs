@@ -20,11 +20,19 @@ fn params() -> Params {
 }
 
 thread_local! {
-    /// This thread's Argon2 memory, kept between hashes: allocating and
-    /// freeing 19 MiB per hash fragments glibc's heap (after the first free
-    /// it stops giving such blocks back), which left a login storm at
-    /// 90-700 MiB resident. Kept, it is 19 MiB per hashing thread, for good.
+    /// This thread's Argon2 memory, kept from one hash to the next while
+    /// hashes are queued, and given back when the queue runs dry. Allocating
+    /// and freeing 19 MiB per hash fragments glibc's heap under its default
+    /// settings (after the first free it stops giving such blocks back),
+    /// which left a login storm at 90-700 MiB resident; kept for good, it
+    /// would be 19 MiB of every idle server's memory.
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Gives this thread's Argon2 memory back (the binary maps blocks this
+/// large on their own, so the pages return to the system at once).
+fn release_memory() {
+    BLOCKS.with(|blocks| *blocks.borrow_mut() = Vec::new());
 }
 
 /// Argon2 into a PHC hash, as `PasswordHasher::hash_password` does, but in
@@ -84,7 +92,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// what a thread frees in that thread's malloc arena (its mmap threshold
 /// rises after the first large free). Spread over the dozens of threads of
 /// the blocking pool, a login storm left hundreds of MiB resident; a fixed
-/// set of hashing threads keeps it to 19 MiB each.
+/// set of hashing threads keeps it to 19 MiB each, and only while busy.
 fn queue() -> anyhow::Result<&'static mpsc::Sender<Job>> {
     static QUEUE: OnceLock<Result<mpsc::Sender<Job>, String>> = OnceLock::new();
     QUEUE
@@ -97,8 +105,17 @@ fn queue() -> anyhow::Result<&'static mpsc::Sender<Job>> {
                 std::thread::Builder::new()
                     .name(format!("argon2-{i}"))
                     .spawn(move || loop {
-                        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                        let Ok(job) = next else { return };
+                        let next = {
+                            let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+                            match rx.try_recv() {
+                                Err(mpsc::TryRecvError::Empty) => {
+                                    release_memory();
+                                    rx.recv().ok()
+                                }
+                                next => next.ok(),
+                            }
+                        };
+                        let Some(job) = next else { return };
                         // A panicking hash fails its own request (its answer
                         // channel closes), not the thread.
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
