@@ -38,7 +38,7 @@ pub enum DbCommand {
     Copy {
         /// The target, postgres://user:pass@host/db (must be empty).
         #[arg(long, hide_env_values = true)]
-        to: String,
+        to: SecretString,
     },
 }
 
@@ -60,13 +60,20 @@ pub enum Registration {
     Closed,
 }
 
-/// A string that never appears in `Debug` output (SMTP credentials).
+/// A string that never appears in `Debug` output (URLs with credentials:
+/// SMTP's, the database's).
 #[derive(Clone)]
 pub struct SecretString(pub String);
 
 impl std::fmt::Debug for SecretString {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[REDACTED]")
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(s: String) -> Self {
+        Self(s)
     }
 }
 
@@ -85,7 +92,7 @@ pub const DEFAULT_MAIL_FROM: &str = "Keyward <no-reply@localhost>";
 pub struct Settings {
     /// Database: a SQLite path (default: DATA_DIR/keyward.db) or a postgres:// URL.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
     /// Listen address.
     #[arg(long = "bind", env = "KEYWARD_BIND", default_value = DEFAULT_BIND, global = true)]
     pub bind: String,
@@ -201,7 +208,7 @@ impl Settings {
 
     pub fn database(&self) -> DatabaseUrl {
         match &self.database_url {
-            Some(u) if !u.trim().is_empty() => DatabaseUrl::parse(u.trim()),
+            Some(u) if !u.0.trim().is_empty() => DatabaseUrl::parse(u.0.trim()),
             _ => DatabaseUrl::Sqlite(self.data_dir.join("keyward.db").to_string_lossy().into_owned()),
         }
     }

@@ -52,7 +52,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Db(DbCommand::Copy { to }) => {
             let from = settings.database();
-            let to = keyward::db::DatabaseUrl::parse(&to);
+            let to = keyward::db::DatabaseUrl::parse(to.0.trim());
             let copied = keyward::db::copy::copy_sqlite_to_postgres(&from, &to)?;
             println!(
                 "copied {} users, {} keys and {} reset tokens from {} to {} (row counts verified)",

@@ -45,8 +45,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::with_data_dir(dir.path());
     if crate::pg::selected() {
         // The same suite, on PostgreSQL: one fresh database per test.
-        settings.database_url =
-            Some(crate::pg::fresh_database().expect("KEYWARD_TEST_BACKEND=postgres needs a server"));
+        settings.database_url = Some(
+            crate::pg::fresh_database()
+                .expect("KEYWARD_TEST_BACKEND=postgres needs a server")
+                .into(),
+        );
     }
     settings.workers = Some(1);
     settings.last_used_flush_seconds = 1;

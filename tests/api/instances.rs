@@ -235,7 +235,7 @@ async fn a_sqlite_install_moves_to_postgres_with_logins_and_keys_intact() {
     );
     assert!(stdout.contains("copied 2 users, 2 keys"), "{stdout}");
 
-    let new = spawn_app_with(|s| s.database_url = Some(url.clone())).await;
+    let new = spawn_app_with(|s| s.database_url = Some(url.clone().into())).await;
     assert_eq!(
         new.login_with(&browser(), "alice", PASSWORD).await.status(),
         StatusCode::SEE_OTHER
