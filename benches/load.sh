@@ -17,9 +17,11 @@
 # plus start-up to first answer on an empty database, and peak RSS
 # (VmHWM) with 100,000 keys in the database and a warm cache.
 #
-# (a)-(d) run back to back in each of RUNS rounds, so each round's ratios
-# compare runs made seconds apart (the machine's speed drifts); (e) is
-# measured right after a fresh (b) without the logins.
+# (a)-(d) run back to back in each of RUNS rounds, and (a) runs again at the
+# end of the round (aa): each row is compared with the mean of the (a) runs
+# that bracket it, seconds apart (the machine's speed drifts by ±10 % over
+# minutes), and the summary gives each ratio's median over the rounds. (e)
+# is measured right after a fresh (b) without the logins.
 #
 # Only 127.0.0.1 is targeted; every wrk run is bounded by DURATION; the
 # server and any background wrk are stopped on exit.
@@ -168,22 +170,34 @@ for unit, f in (('us', 1e-3), ('ms', 1.0), ('s', 1e3)):
         print(round(float(s[:-len(unit)]) * f, 3))
         break"; }
 
-declare -A RPS P50 P99 BAD CMD
-# measure ROW wrk-args…: one wrk run; its figures go to RPS[ROW.round] etc.
+declare -A RPS P50 P99 BAD CMD BASELINE CPU
+# The server's CPU time so far (user + system), in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+HZ=$(getconf CLK_TCK)
+# measure ROW wrk-args…: one wrk run; its figures go to RPS[ROW.round] etc.,
+# with the server's CPU time per request (a figure the load generator's
+# share of the cores does not move as much as the request rate).
 measure() {
   local row=$1
   shift
   CMD[$row]="wrk $*"
   local out="$WORK/$row.$ROUND.txt"
+  local t0
+  t0=$(ticks)
   wrk "$@" >"$out" 2>&1
+  local t1
+  t1=$(ticks)
   local key="$row.$ROUND"
+  local n
+  n=$(awk '/requests in/ { print $1 }' "$out")
+  CPU[$key]=$(python3 -c "print(f'{($t1 - $t0) * 1e6 / $HZ / $n:.1f}')")
   RPS[$key]=$(awk '/^Requests\/sec/ { print $2 }' "$out")
   P50[$key]=$(awk '$1 == "50%" { print $2 }' "$out")
   P99[$key]=$(awk '$1 == "99%" { print $2 }' "$out")
   BAD[$key]=$(awk '/Non-2xx or 3xx/ { print $5 }' "$out")
   BAD[$key]=${BAD[$key]:-0}
-  printf '  round %d %-3s %10s req/s  p50 %8s  p99 %8s  non-2xx %s\n' "$ROUND" "$row" "${RPS[$key]}" \
-    "${P50[$key]}" "${P99[$key]}" "${BAD[$key]}"
+  printf '  round %d %-3s %10s req/s  p50 %8s  p99 %8s  server CPU %5s µs/req  non-2xx %s\n' "$ROUND" "$row" \
+    "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${CPU[$key]}" "${BAD[$key]}"
 }
 WRK="-t$THREADS -c$CONNS -d$DURATION --latency"
 HOT_H="Authorization: Bearer $HOT"
@@ -211,6 +225,8 @@ for ROUND in $(seq "$RUNS"); do
   n=$(($(metric keyward_key_db_lookups_total) - before))
   echo "  database lookups during (d): $n"
   D_LOOKUPS=$((D_LOOKUPS + n))
+  measure aa $WRK "$BASE/api/v1/ping"
+  BASELINE[$ROUND]=$(python3 -c "print((${RPS[a.$ROUND]} + ${RPS[aa.$ROUND]}) / 2)")
 done
 HWM_C=$(hwm)
 
@@ -232,7 +248,7 @@ for ROUND in $(seq "$RUNS"); do
 done
 HWM_E=$(hwm)
 
-echo "== peak RSS: every one of the $SEED keys verified (all cached), then VmHWM"
+echo "== peak RSS: every one of the $SEED keys verified (all cached), then logins beside another pass, then VmHWM"
 for _ in $(seq 8); do
   KEYS_FILE=$WORK/keys.txt wrk -t"$THREADS" -c"$CONNS" -d10s -s benches/keys.lua "$BASE/api/v1/whoami" >"$WORK/all.txt"
   cached=$(metric 'keyward_key_cache_entries{cache="positive"}')
@@ -240,19 +256,44 @@ for _ in $(seq 8); do
   ((cached >= SEED)) && break
 done
 HWM_ALL=$(hwm)
-echo "  VmHWM: $HWM_C MiB after (a)-(d); $HWM_E MiB after (e); $HWM_ALL MiB with all $SEED keys cached; VmRSS now $(rss) MiB"
+# The cache stays full while 2 connections log in non-stop: each login
+# holds Argon2's 19 MiB for the length of a hash.
+LOGIN_COOKIE=$cookie LOGIN_CSRF=$token LOGIN_USER=$USER_NAME LOGIN_PASSWORD=$PASSWORD \
+  wrk -t1 -c2 -d10s -s benches/login.lua "$BASE/login" >"$WORK/logins.all.txt" 2>&1 &
+BACKGROUND_PID=$!
+KEYS_FILE=$WORK/keys.txt wrk -t"$THREADS" -c"$CONNS" -d10s -s benches/keys.lua "$BASE/api/v1/whoami" >"$WORK/all.txt"
+wait "$BACKGROUND_PID" || true
+BACKGROUND_PID=""
+echo "  with logins: $(awk '/^Requests\/sec/ { print $2 }' "$WORK/all.txt") req/s;" \
+  "logins $(awk '/^Requests\/sec/ { print $2 }' "$WORK/logins.all.txt")/s;" \
+  "known ids cached: $(metric 'keyward_key_cache_entries{cache="positive"}')"
+HWM_ALL_LOGIN=$(hwm)
+echo "  VmHWM: $HWM_C MiB after (a)-(d); $HWM_E MiB after (e); $HWM_ALL MiB with all $SEED keys cached;" \
+  "$HWM_ALL_LOGIN MiB after logins beside them; VmRSS now $(rss) MiB"
 echo "  threads: $(awk '/^Threads/ { print $2 }' "/proc/$SERVER_PID/status")"
 
 # ---- summary -----------------------------------------------------------------
 echo
 echo "== summary ($THREADS wrk threads, $CONNS connections, $DURATION per run)"
-printf '| round | row | %12s | %8s | %8s | %6s | %7s | %s\n' "req/s" p50 p99 "vs (a)" "vs (a2)" "non-2xx"
+printf '| round | row | %12s | %8s | %8s | %6s | %7s | %10s | %s\n' "req/s" p50 p99 "vs (a)" "vs (a2)" "CPU µs/req" "non-2xx"
+declare -A RATIOS
 for ROUND in $(seq "$RUNS"); do
-  for r in a b a2 c d; do
+  for r in a b a2 c d aa; do
     k="$r.$ROUND"
-    printf '| %5d | %-3s | %12s | %8s | %8s | %6s | %7s | %s\n' "$ROUND" "$r" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" \
-      "$(ratio "${RPS[$k]}" "${RPS[a.$ROUND]}")" "$(ratio "${RPS[$k]}" "${RPS[a2.$ROUND]}")" "${BAD[$k]}"
+    vs_a=$(ratio "${RPS[$k]}" "${BASELINE[$ROUND]}")
+    RATIOS[$r]="${RATIOS[$r]:-} $vs_a"
+    printf '| %5d | %-3s | %12s | %8s | %8s | %6s | %7s | %10s | %s\n' "$ROUND" "$r" "${RPS[$k]}" "${P50[$k]}" \
+      "${P99[$k]}" "$vs_a" "$(ratio "${RPS[$k]}" "${RPS[a2.$ROUND]}")" "${CPU[$k]}" "${BAD[$k]}"
   done
+done
+echo "(\"vs (a)\": against the mean of the round's (a) and (aa), the same run as (a) at the end of the round)"
+for r in a b a2 c d aa; do
+  cpus=""
+  for ROUND in $(seq "$RUNS"); do cpus="$cpus ${CPU[$r.$ROUND]}"; done
+  echo "($r) server CPU per request, median of $RUNS rounds: $(python3 -c "import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))" $cpus) µs"
+done
+for r in b c d; do
+  echo "($r) vs (a), median of $RUNS rounds: $(python3 -c "import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))" ${RATIOS[$r]}) (all:${RATIOS[$r]})"
 done
 for ROUND in $(seq "$RUNS"); do
   echo "(e) round $ROUND: p99 ${P99[e.$ROUND]} with logins vs ${P99[b0.$ROUND]} without:" \
@@ -260,7 +301,8 @@ for ROUND in $(seq "$RUNS"); do
 done
 echo "(d) database lookups during the measured runs: $D_LOOKUPS"
 echo "start-up to first answer: $STARTUP_MS ms"
-echo "peak RSS (VmHWM): $HWM_C MiB after (a)-(d); $HWM_E MiB after (e); $HWM_ALL MiB with all $SEED keys cached"
+echo "peak RSS (VmHWM): $HWM_C MiB after (a)-(d); $HWM_E MiB after (e); $HWM_ALL MiB with all $SEED keys cached;" \
+  "$HWM_ALL_LOGIN MiB with logins beside them"
 echo
 echo "commands (\$HOT is the key created through the pages; keys.lua reads \$KEYS_FILE):"
 for r in a b a2 c d e; do echo "  ($r) ${CMD[$r]//$HOT/\$HOT}"; done
