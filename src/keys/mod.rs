@@ -743,55 +743,31 @@ mod tests {
     }
 
     #[test]
-    fn a_forged_secret_for_a_cached_id_is_refused_without_the_database() {
+    fn a_forged_secret_or_checksum_for_a_cached_id_is_refused_without_the_database() {
         let (pool, user_id, _dir) = database();
         let key = format::generate(&kw());
         store_key(&pool, user_id, &key, None);
         let v = Verifier::new(pool, Arc::new(LastUsed::default()));
         verify(&v, &key).unwrap();
+        // Another secret with a checksum to match; then the real key with
+        // its last checksum digit changed.
         let body = format!("{}_{}", key.display_prefix, format::random_base62(format::SECRET_LEN));
         let forged = format!("{body}{}", String::from_utf8(format::checksum(&body).to_vec()).unwrap());
-
-        let res = actix_web::rt::System::new().block_on(v.verify(&forged));
-
-        assert!(matches!(res, Err(VerifyError::Invalid)));
-        assert_eq!(v.metrics().snapshot().db_lookups, 1);
-    }
-
-    #[test]
-    fn a_cached_id_with_a_wrong_checksum_or_secret_is_refused() {
-        let (pool, user_id, _dir) = database();
-        let key = format::generate(&kw());
-        store_key(&pool, user_id, &key, None);
-        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
-        verify(&v, &key).unwrap();
         let good = key.key.expose();
-        // The last checksum digit changed; then one secret character
-        // changed with the checksum recomputed to match.
         let last = if good.ends_with('0') { "1" } else { "0" };
         let bad_check = format!("{}{last}", &good[..good.len() - 1]);
-        let body_len = good.len() - format::CHECK_LEN;
-        let flip = if good.as_bytes()[body_len - 1] == b'a' {
-            "b"
-        } else {
-            "a"
-        };
-        let body = format!("{}{flip}", &good[..body_len - 1]);
-        let bad_secret = format!("{body}{}", String::from_utf8(format::checksum(&body).to_vec()).unwrap());
+        let system = actix_web::rt::System::new();
 
-        for presented in [&bad_check, &bad_secret] {
+        for presented in [&forged, &bad_check] {
             assert!(v.verify_cached(presented).is_some(), "decided from memory");
-            assert!(
-                matches!(verify_str(&v, presented), Err(VerifyError::Invalid)),
-                "{presented}"
-            );
+            assert!(matches!(
+                system.block_on(v.verify(presented)),
+                Err(VerifyError::Invalid)
+            ));
         }
+
         assert!(verify(&v, &key).is_ok(), "the real key still works");
         assert_eq!(v.metrics().snapshot().db_lookups, 1);
-    }
-
-    fn verify_str(v: &Verifier, presented: &str) -> Result<Verified, VerifyError> {
-        actix_web::rt::System::new().block_on(v.verify(presented))
     }
 
     #[test]
