@@ -73,7 +73,7 @@ async fn whoami(key: ApiKey) -> HttpResponse {
             name: key.name(),
             prefix: key.prefix(),
             scopes: ScopeList(&key),
-            expires_at: key.expires_at.map(rfc3339),
+            expires_at: key.expires_at().map(rfc3339),
         },
     };
     // Sized for a typical answer, so it is written in one allocation.

@@ -77,12 +77,12 @@ impl std::fmt::Debug for DatabaseUrl {
 /// SQLite settings applied to every new connection: WAL lets readers run
 /// beside the single writer, and the busy timeout makes concurrent writers
 /// wait instead of failing with "database is locked". Each pooled
-/// connection keeps its own page cache: 256 KiB each rather than SQLite's
+/// connection keeps its own page cache: 128 KiB each rather than SQLite's
 /// 2 MiB default (8 connections would hold 16 MiB, a quarter of the memory
 /// budget, of pages the operating system caches anyway; a lookup among
 /// 100k keys reads a handful of pages).
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -256;";
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -128;";
 
 /// Opens connections for the backend picked from the URL, never guessing:
 /// a PostgreSQL outage must not silently fall back to a SQLite file.

@@ -24,9 +24,21 @@ fn id_of(key_id: &str) -> Option<Id> {
     Id::try_from(key_id.as_bytes()).ok()
 }
 
+/// A time as microseconds since 1970 (UTC): 8 bytes a pending key where a
+/// `NaiveDateTime` takes 12, which with every key in use is half a MiB.
+type Stamp = i64;
+
+fn stamp(at: NaiveDateTime) -> Stamp {
+    at.and_utc().timestamp_micros()
+}
+
+fn time(at: Stamp) -> Option<NaiveDateTime> {
+    chrono::DateTime::from_timestamp_micros(at).map(|t| t.naive_utc())
+}
+
 #[derive(Default)]
 pub struct LastUsed {
-    pending: Mutex<HashMap<Id, NaiveDateTime>>,
+    pending: Mutex<HashMap<Id, Stamp>>,
 }
 
 impl LastUsed {
@@ -34,11 +46,11 @@ impl LastUsed {
     /// anything else is not a key id and is ignored.
     pub fn record(&self, key_id: &str, at: NaiveDateTime) {
         if let Some(id) = id_of(key_id) {
-            self.record_id(id, at);
+            self.record_id(id, stamp(at));
         }
     }
 
-    fn record_id(&self, id: Id, at: NaiveDateTime) {
+    fn record_id(&self, id: Id, at: Stamp) {
         let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let t = map.entry(id).or_insert(at);
         if *t < at {
@@ -49,7 +61,8 @@ impl LastUsed {
     /// A use recorded here but not yet written, so pages can show it at once.
     pub fn pending(&self, key_id: &str) -> Option<NaiveDateTime> {
         let id = id_of(key_id)?;
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).get(&id).copied()
+        let at = *self.pending.lock().unwrap_or_else(|p| p.into_inner()).get(&id)?;
+        time(at)
     }
 
     pub fn pending_count(&self) -> usize {
@@ -65,7 +78,7 @@ impl LastUsed {
     /// Empties the map into a list. The map keeps its table: with every
     /// key in use it would otherwise be rebuilt after each flush, next to
     /// the batch being written.
-    fn take(&self) -> Vec<(Id, NaiveDateTime)> {
+    fn take(&self) -> Vec<(Id, Stamp)> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().collect()
     }
 
@@ -84,9 +97,9 @@ impl LastUsed {
         let result = db::run(pool, move |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 for (id, at) in work.iter() {
-                    // Only ASCII ids are recorded.
-                    if let Ok(id) = std::str::from_utf8(id) {
-                        store::touch(conn, id, *at)?;
+                    // Only ASCII ids and representable times are recorded.
+                    if let (Ok(id), Some(at)) = (std::str::from_utf8(id), time(*at)) {
+                        store::touch(conn, id, at)?;
                     }
                 }
                 Ok(())
