@@ -17,11 +17,11 @@
 # plus start-up to first answer on an empty database, and peak RSS
 # (VmHWM) with 100,000 keys in the database and a warm cache.
 #
-# (a)-(d) run back to back in each of RUNS rounds, and (a) runs again at the
-# end of the round (aa): each row is compared with the mean of the (a) runs
-# that bracket it, seconds apart (the machine's speed drifts by ±10 % over
-# minutes), and the summary gives each ratio's median over the rounds. (e)
-# is measured right after a fresh (b) without the logins.
+# Each of RUNS rounds runs a, b, ab, a2, c, ac, d, aa back to back, where
+# ab, ac and aa are (a) again: every row is compared with the mean of the
+# two (a) runs around it, seconds apart (the machine's speed drifts by
+# ±10 % over minutes), and the summary gives each ratio's median over the
+# rounds. (e) is measured right after a fresh (b) without the logins.
 #
 # Only 127.0.0.1 is targeted; every wrk run is bounded by DURATION; the
 # server and any background wrk are stopped on exit.
@@ -170,7 +170,7 @@ for unit, f in (('us', 1e-3), ('ms', 1.0), ('s', 1e3)):
         print(round(float(s[:-len(unit)]) * f, 3))
         break"; }
 
-declare -A RPS P50 P99 BAD CMD BASELINE CPU
+declare -A RPS P50 P99 BAD CMD CPU
 # The server's CPU time so far (user + system), in clock ticks.
 ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
 HZ=$(getconf CLK_TCK)
@@ -208,17 +208,22 @@ warm() {
   KEYS_FILE=$1 wrk -t1 -c8 -d3s -s benches/keys.lua "$BASE/api/v1/whoami" >/dev/null
 }
 
-# The rows of one round run back to back, so their ratios compare like with
-# like; the machine's speed drifts between rounds. (a2) is (a) requested
-# through keys.lua: the client-side cost of (c) and (d), for their ratios.
+# The rows of one round run back to back, and every row sits between two
+# runs of (a), seconds apart: each is compared with the mean of the two (a)
+# runs around it, since the machine's speed drifts by ±10 % over minutes.
+# (a2) is (a) requested through keys.lua: the client-side cost of (c) and
+# (d), for their ratios.
+declare -A BRACKET
 D_LOOKUPS=0
 for ROUND in $(seq "$RUNS"); do
-  echo "== round $ROUND: (a) no key, (b) hot key, (c) $ROUND_ROBIN keys, (d) $ROUND_ROBIN unknown keys"
+  echo "== round $ROUND: (b) hot key, (c) $ROUND_ROBIN keys, (d) $ROUND_ROBIN unknown keys, each between runs of (a) no key"
   measure a $WRK "$BASE/api/v1/ping"
   measure b $WRK -H "$HOT_H" "$BASE/api/v1/whoami"
+  measure ab $WRK "$BASE/api/v1/ping"
   KEYS_FILE=$WORK/keys-rr.txt measure a2 $WRK -s benches/keys.lua "$BASE/api/v1/ping"
   warm "$WORK/keys-rr.txt"
   KEYS_FILE=$WORK/keys-rr.txt measure c $WRK -s benches/keys.lua "$BASE/api/v1/whoami"
+  measure ac $WRK "$BASE/api/v1/ping"
   warm "$WORK/unknown.txt"
   before=$(metric keyward_key_db_lookups_total)
   KEYS_FILE=$WORK/unknown.txt measure d $WRK -s benches/keys.lua "$BASE/api/v1/whoami"
@@ -226,7 +231,13 @@ for ROUND in $(seq "$RUNS"); do
   echo "  database lookups during (d): $n"
   D_LOOKUPS=$((D_LOOKUPS + n))
   measure aa $WRK "$BASE/api/v1/ping"
-  BASELINE[$ROUND]=$(python3 -c "print((${RPS[a.$ROUND]} + ${RPS[aa.$ROUND]}) / 2)")
+  mean() { python3 -c "import sys; print(sum(map(float, sys.argv[1:])) / (len(sys.argv) - 1))" "$@"; }
+  all_a=$(mean "${RPS[a.$ROUND]}" "${RPS[ab.$ROUND]}" "${RPS[ac.$ROUND]}" "${RPS[aa.$ROUND]}")
+  for r in a ab ac aa; do BRACKET[$r.$ROUND]=$all_a; done
+  BRACKET[b.$ROUND]=$(mean "${RPS[a.$ROUND]}" "${RPS[ab.$ROUND]}")
+  BRACKET[a2.$ROUND]=$(mean "${RPS[ab.$ROUND]}" "${RPS[ac.$ROUND]}")
+  BRACKET[c.$ROUND]=${BRACKET[a2.$ROUND]}
+  BRACKET[d.$ROUND]=$(mean "${RPS[ac.$ROUND]}" "${RPS[aa.$ROUND]}")
 done
 HWM_C=$(hwm)
 
@@ -278,16 +289,16 @@ echo "== summary ($THREADS wrk threads, $CONNS connections, $DURATION per run)"
 printf '| round | row | %12s | %8s | %8s | %6s | %7s | %10s | %s\n' "req/s" p50 p99 "vs (a)" "vs (a2)" "CPU µs/req" "non-2xx"
 declare -A RATIOS
 for ROUND in $(seq "$RUNS"); do
-  for r in a b a2 c d aa; do
+  for r in a b ab a2 c ac d aa; do
     k="$r.$ROUND"
-    vs_a=$(ratio "${RPS[$k]}" "${BASELINE[$ROUND]}")
+    vs_a=$(ratio "${RPS[$k]}" "${BRACKET[$k]}")
     RATIOS[$r]="${RATIOS[$r]:-} $vs_a"
     printf '| %5d | %-3s | %12s | %8s | %8s | %6s | %7s | %10s | %s\n' "$ROUND" "$r" "${RPS[$k]}" "${P50[$k]}" \
       "${P99[$k]}" "$vs_a" "$(ratio "${RPS[$k]}" "${RPS[a2.$ROUND]}")" "${CPU[$k]}" "${BAD[$k]}"
   done
 done
-echo "(\"vs (a)\": against the mean of the round's (a) and (aa), the same run as (a) at the end of the round)"
-for r in a b a2 c d aa; do
+echo "(\"vs (a)\": against the mean of the two runs of (a) around the row: (a)/(ab) for (b), (ab)/(ac) for (a2) and (c), (ac)/(aa) for (d); the (a) rows against the mean of all four)"
+for r in a b ab a2 c ac d aa; do
   cpus=""
   for ROUND in $(seq "$RUNS"); do cpus="$cpus ${CPU[$r.$ROUND]}"; done
   echo "($r) server CPU per request, median of $RUNS rounds: $(python3 -c "import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))" $cpus) µs"
