@@ -23,15 +23,22 @@ struct ForgotPage {
     errors: FieldErrors,
 }
 
-async fn forgot_form(session: Session, state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
-    render(
-        StatusCode::OK,
-        &ForgotPage {
-            page: Page::new(&session, &state, None, "Forgot your password?"),
+impl ForgotPage {
+    /// The empty form, under `title`.
+    fn new(session: &Session, state: &AppState, title: &str) -> Self {
+        Self {
+            page: Page::new(session, state, None, title),
             email: String::new(),
             sent: false,
             errors: FieldErrors::default(),
-        },
+        }
+    }
+}
+
+async fn forgot_form(session: Session, state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+    render(
+        StatusCode::OK,
+        &ForgotPage::new(&session, &state, "Forgot your password?"),
     )
 }
 
@@ -53,10 +60,9 @@ async fn forgot(
             return render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &ForgotPage {
-                    page: Page::new(&session, &state, None, "Forgot your password?"),
                     email: form.get("email").to_owned(),
-                    sent: false,
                     errors,
+                    ..ForgotPage::new(&session, &state, "Forgot your password?")
                 },
             );
         }
@@ -87,10 +93,8 @@ async fn forgot(
     render(
         StatusCode::OK,
         &ForgotPage {
-            page: Page::new(&session, &state, None, "Check your email"),
-            email: String::new(),
             sent: true,
-            errors: FieldErrors::default(),
+            ..ForgotPage::new(&session, &state, "Check your email")
         },
     )
 }
@@ -141,6 +145,27 @@ struct ResetPage {
     errors: FieldErrors,
 }
 
+impl ResetPage {
+    /// The form for a live link (`token`), or the "link is dead" page
+    /// when `token` is `None`.
+    fn new(session: &Session, state: &AppState, token: Option<String>, errors: FieldErrors) -> Self {
+        Self {
+            page: Page::new(session, state, None, "Choose a new password"),
+            valid: token.is_some(),
+            token: token.unwrap_or_default(),
+            errors,
+        }
+    }
+
+    /// 400 and the "link is dead" page.
+    fn dead_link(session: &Session, state: &AppState) -> Result<HttpResponse, WebError> {
+        render(
+            StatusCode::BAD_REQUEST,
+            &Self::new(session, state, None, FieldErrors::default()),
+        )
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct TokenQuery {
     token: Option<String>,
@@ -156,14 +181,12 @@ async fn reset_form(
         Some(t) => accounts::reset_token_user(&state.pool, t).await?.is_some(),
         None => false,
     };
+    if !valid {
+        return ResetPage::dead_link(&session, &state);
+    }
     render(
-        if valid { StatusCode::OK } else { StatusCode::BAD_REQUEST },
-        &ResetPage {
-            page: Page::new(&session, &state, None, "Choose a new password"),
-            token: if valid { raw } else { String::new() },
-            valid,
-            errors: FieldErrors::default(),
-        },
+        StatusCode::OK,
+        &ResetPage::new(&session, &state, Some(raw), FieldErrors::default()),
     )
 }
 
@@ -181,38 +204,21 @@ async fn reset(
     if form.get("password") != form.get("password_confirm") {
         errors.add("password_confirm", "The two passwords do not match.");
     }
-    let token = ResetToken::parse(form.get("token"));
-    let invalid_link = |session: &Session| {
-        render(
-            StatusCode::BAD_REQUEST,
-            &ResetPage {
-                page: Page::new(session, &state, None, "Choose a new password"),
-                token: String::new(),
-                valid: false,
-                errors: FieldErrors::default(),
-            },
-        )
-    };
-    let Some(token) = token else {
-        return invalid_link(&session);
+    let Some(token) = ResetToken::parse(form.get("token")) else {
+        return ResetPage::dead_link(&session, &state);
     };
     let (Some(password), true) = (password, errors.is_empty()) else {
         // Say a dead link is dead before asking for a better password.
         if accounts::reset_token_user(&state.pool, token.clone()).await?.is_none() {
-            return invalid_link(&session);
+            return ResetPage::dead_link(&session, &state);
         }
         return render(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &ResetPage {
-                page: Page::new(&session, &state, None, "Choose a new password"),
-                token: token.expose().to_owned(),
-                valid: true,
-                errors,
-            },
+            &ResetPage::new(&session, &state, Some(token.expose().to_owned()), errors),
         );
     };
     let Some(user) = accounts::reset_password(&state.pool, token, password).await? else {
-        return invalid_link(&session);
+        return ResetPage::dead_link(&session, &state);
     };
     tracing::info!(target: "keyward::audit", event = "password_reset", user = %user.username, addr = %client_addr(&req));
     send_changed_notice(&state, &user);
