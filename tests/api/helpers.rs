@@ -319,3 +319,114 @@ impl TestApp {
         self.get_with(client, "/keys").await.status() == StatusCode::OK
     }
 }
+
+/// The real `keyward` binary on a free loopback port, with its data (and
+/// working) directory and its output in `keyward.log` there; killed when
+/// dropped, even if the test fails.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub base: String,
+    log: std::path::PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Binary {
+    /// Starts it in `dir` with one worker, no `DATABASE_URL` and no SMTP
+    /// server unless `env` sets them, and waits until `/healthz` answers.
+    pub async fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, env, None).await
+    }
+
+    /// The same in a fresh temporary directory that lives as long as it.
+    pub async fn start_fresh(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        Self::spawn(&path, env, Some(dir)).await
+    }
+
+    async fn spawn(dir: &std::path::Path, env: &[(&str, &str)], owned: Option<tempfile::TempDir>) -> Self {
+        use std::process::{Command, Stdio};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.join("keyward.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        command
+            .current_dir(dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("KEYWARD_SMTP_URL")
+            .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
+            .env("KEYWARD_DATA_DIR", dir)
+            .env("KEYWARD_WORKERS", "1")
+            .env("RUST_LOG", "info");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("the keyward binary starts");
+        let binary = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            _dir: owned,
+        };
+        for _ in 0..200 {
+            if let Ok(res) = Client::new().get(binary.url("/healthz")).send().await {
+                if res.status() == StatusCode::OK {
+                    return binary;
+                }
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("keyward did not become healthy; logs:\n{}", binary.logs());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Kills it and returns everything it wrote.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.logs()
+    }
+
+    /// Everything it wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn page(&self, client: &Client, path: &str) -> String {
+        client.get(self.url(path)).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Posts a form with the CSRF token from `form_page`; returns the
+    /// answer and the token used.
+    pub async fn post_form(
+        &self,
+        client: &Client,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (Response, String) {
+        let token = csrf_in(&self.page(client, form_page).await);
+        let mut all = fields.to_vec();
+        all.push(("csrf_token", &token));
+        (client.post(self.url(path)).form(&all).send().await.unwrap(), token)
+    }
+}

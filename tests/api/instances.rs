@@ -1,8 +1,7 @@
 //! Several Keyward processes on one PostgreSQL database: what a company
 //! behind a load balancer runs. Also the SQLite → PostgreSQL copy command.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -10,79 +9,27 @@ use diesel::prelude::*;
 use keyward::db::schema::api_keys;
 use reqwest::{Client, StatusCode};
 
-/// A real `keyward serve` process; killed when dropped.
-struct Instance {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
+/// A real `keyward serve` process on the shared database.
+struct Instance(Binary);
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Instance {
+    type Target = Binary;
+    fn deref(&self) -> &Binary {
+        &self.0
     }
 }
 
 impl Instance {
     async fn start(database_url: &str, flush_seconds: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .env_remove("KEYWARD_SMTP_URL")
-            .env("DATABASE_URL", database_url)
-            .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
-            .env("KEYWARD_DATA_DIR", dir.path())
-            .env("KEYWARD_WORKERS", "1")
-            .env("KEYWARD_LAST_USED_FLUSH_SECONDS", flush_seconds.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("keyward starts");
-        let me = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        for _ in 0..200 {
-            if Client::new()
-                .get(me.url("/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == StatusCode::OK)
-            {
-                return me;
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("keyward did not become healthy");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn post_form(
-        &self,
-        client: &Client,
-        form_page: &str,
-        path: &str,
-        fields: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let page = client
-            .get(self.url(form_page))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let token = csrf_in(&page);
-        let mut all = fields.to_vec();
-        all.push(("csrf_token", &token));
-        client.post(self.url(path)).form(&all).send().await.unwrap()
+        let flush = flush_seconds.to_string();
+        Self(
+            Binary::start_fresh(&[
+                ("DATABASE_URL", database_url),
+                ("KEYWARD_LAST_USED_FLUSH_SECONDS", &flush),
+                ("RUST_LOG", "warn"),
+            ])
+            .await,
+        )
     }
 
     async fn create_key(&self, client: &Client, name: &str, scopes: &[&str]) -> String {
@@ -91,6 +38,7 @@ impl Instance {
         let html = self
             .post_form(client, "/keys/new", "/keys", &fields)
             .await
+            .0
             .text()
             .await
             .unwrap();
@@ -130,7 +78,8 @@ async fn two_instances_share_keys_revocations_and_last_used_times() {
                 ("password_confirm", PASSWORD),
             ],
         )
-        .await;
+        .await
+        .0;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let admin = a.create_key(&alice, "admin", &["keys:read", "keys:write"]).await;
     let by_api = a.create_key(&alice, "deleted through the api", &[]).await;
@@ -162,7 +111,8 @@ async fn two_instances_share_keys_revocations_and_last_used_times() {
             &format!("/keys/{id}/delete"),
             &[],
         )
-        .await;
+        .await
+        .0;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(
         refused_within_a_second(&b, &by_page).await,

@@ -2,9 +2,7 @@
 //! wait in memory for the next flush; stopping the server writes them.
 //! The flush interval is an hour here, so only the shutdown can write them.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -46,54 +44,6 @@ async fn a_graceful_stop_writes_the_pending_last_used_times() {
     assert_eq!(app.state.verifier.last_used().pending_count(), 0);
 }
 
-/// The real binary; killed when dropped, even if the test fails.
-struct Binary {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn logs(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("out.log")).unwrap_or_default()
-}
-
-async fn start_binary(dir: &Path) -> Binary {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = std::fs::File::create(dir.join("out.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
-        .env("KEYWARD_DATA_DIR", dir)
-        .env("KEYWARD_WORKERS", "1")
-        .env("KEYWARD_LAST_USED_FLUSH_SECONDS", "3600")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn()
-        .expect("the keyward binary starts");
-    let binary = Binary {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if let Ok(res) = Client::new().get(format!("{}/api/v1/ping", binary.base)).send().await {
-            if res.status() == StatusCode::OK {
-                return binary;
-            }
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("keyward did not answer; logs:\n{}", logs(dir));
-}
-
 /// A user and a key written straight into the running binary's database.
 fn insert_key(pool: &Pool) -> (String, String) {
     let mut conn = pool.get().unwrap();
@@ -128,14 +78,14 @@ fn insert_key(pool: &Pool) -> (String, String) {
 #[actix_web::test]
 async fn sigterm_writes_the_pending_last_used_times_before_the_binary_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let mut binary = start_binary(dir.path()).await;
+    let mut binary = Binary::start(dir.path(), &[("KEYWARD_LAST_USED_FLUSH_SECONDS", "3600")]).await;
     let pool = db::connect(&DatabaseUrl::Sqlite(
         dir.path().join("keyward.db").to_string_lossy().into_owned(),
     ))
     .unwrap();
     let (key, id) = insert_key(&pool);
     let res = Client::new()
-        .get(format!("{}/api/v1/whoami", binary.base))
+        .get(binary.url("/api/v1/whoami"))
         .bearer_auth(&key)
         .send()
         .await
@@ -157,11 +107,11 @@ async fn sigterm_writes_the_pending_last_used_times_before_the_binary_exits() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let status = exited.unwrap_or_else(|| panic!("no exit after SIGTERM; logs:\n{}", logs(dir.path())));
-    assert!(status.success(), "exit status {status}; logs:\n{}", logs(dir.path()));
+    let status = exited.unwrap_or_else(|| panic!("no exit after SIGTERM; logs:\n{}", binary.logs()));
+    assert!(status.success(), "exit status {status}; logs:\n{}", binary.logs());
     assert!(
         stored_last_used(&pool, &id).is_some(),
         "the use was written before exiting; logs:\n{}",
-        logs(dir.path())
+        binary.logs()
     );
 }
