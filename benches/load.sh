@@ -180,7 +180,7 @@ HZ=$(getconf CLK_TCK)
 measure() {
   local row=$1
   shift
-  CMD[$row]="wrk $*"
+  CMD[$row]="wrk $(printf "%q " "$@")"
   local out="$WORK/$row.$ROUND.txt"
   local t0
   t0=$(ticks)
