@@ -618,6 +618,17 @@ impl Verifier {
         let found = db::run(&self.pool, move |conn| Ok(store::find_for_verify(conn, &wanted)?))
             .await
             .map_err(VerifyError::Unavailable)?;
+        // A stored digest of any other length matches no key: the id is
+        // then as good as unknown, and cached as such.
+        let found = found.and_then(
+            |(info, digest, username)| match <[u8; 32]>::try_from(digest.as_slice()) {
+                Ok(d) => Some((info, KeyDigest(d), username)),
+                Err(_) => {
+                    tracing::error!(key = %info.prefix, "stored key digest is not 32 bytes; the key is refused");
+                    None
+                }
+            },
+        );
         let cached_at = Instant::now();
         let Some((info, digest, username)) = found else {
             self.metrics.cache(CacheEvent::NegativeMiss);
@@ -630,12 +641,6 @@ impl Verifier {
         self.metrics.cache(CacheEvent::PositiveMiss);
         // Built here, on the worker, in one allocation: the row's own
         // strings were allocated on a blocking thread and go back there.
-        // A stored digest of any other length matches no key: the id is
-        // then as good as unknown.
-        let Ok(digest) = <[u8; 32]>::try_from(digest.as_slice()) else {
-            tracing::error!(key = %info.prefix, "stored key digest is not 32 bytes; the key is refused");
-            return Ok(None);
-        };
         let key = VerifiedKey::new(
             &info.id,
             info.user_id,
@@ -644,7 +649,7 @@ impl Verifier {
             &info.prefix,
             &info.scopes.split_whitespace().collect::<Vec<_>>(),
             info.expires_at,
-            KeyDigest(digest),
+            digest,
         );
         let known = Arc::new(key);
         self.known.insert(id, cached_at, known.clone());
@@ -788,6 +793,28 @@ mod tests {
 
         assert!(verify(&v, &key).is_ok(), "the real key still works");
         assert_eq!(v.metrics().snapshot().db_lookups, 1);
+    }
+
+    #[test]
+    fn a_key_whose_stored_digest_is_damaged_is_refused_and_remembered_as_unknown() {
+        let (pool, user_id, _dir) = database();
+        let key = format::generate(&kw());
+        store_key(&pool, user_id, &key, None);
+        diesel::update(crate::db::schema::api_keys::table)
+            .set(crate::db::schema::api_keys::digest.eq(&key.digest.as_bytes()[..31]))
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+        let v = Verifier::new(pool, Arc::new(LastUsed::default()));
+
+        assert!(matches!(verify(&v, &key), Err(VerifyError::Invalid)));
+        assert!(matches!(verify(&v, &key), Err(VerifyError::Invalid)));
+
+        let m = v.metrics().snapshot();
+        assert_eq!(
+            (m.db_lookups, m.negative_hits),
+            (1, 1),
+            "looked up once, then refused from memory"
+        );
     }
 
     #[test]
