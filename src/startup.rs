@@ -110,6 +110,7 @@ impl Application {
                 .configure(api::configure)
                 .service(
                     web::scope("")
+                        .wrap(from_fn(crate::web::error::with_user))
                         .wrap(identity)
                         .wrap(session)
                         .configure(crate::web::configure)

@@ -682,3 +682,25 @@ async fn an_unknown_path_gets_a_not_found_page() {
     let html = res.text().await.unwrap();
     assert!(html.contains("Not found"));
 }
+
+#[actix_web::test]
+async fn an_error_page_shows_who_is_logged_in() {
+    let app = spawn_app().await;
+    app.signed_up("alice").await;
+
+    let res = app.get("/no/such/page").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Not found"));
+    assert!(html.contains("alice") && html.contains("Log out"), "{html}");
+    assert!(
+        !html.contains(r#"href="/login""#),
+        "no login link for someone logged in"
+    );
+
+    // A visitor gets the same page with the visitor's menu.
+    let res = browser().get(app.url("/no/such/page")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"href="/login""#) && !html.contains("Log out"));
+}
