@@ -21,14 +21,37 @@ fn main() -> anyhow::Result<()> {
 /// default the threshold rises to 32 MiB after the first large free, and
 /// the cache's growing tables then fragment the heap). Measured: peak RSS
 /// with 100k keys cached fell from 77 to 68 MiB (BENCHMARKS.md).
-#[allow(unsafe_code)]
+///
+/// glibc reads these settings from `GLIBC_TUNABLES` when the process
+/// starts, before `main`, so the binary sets the variable and executes
+/// itself once more (same process id, same arguments): no `unsafe`
+/// `mallopt` call. Settings the operator gave in `GLIBC_TUNABLES` win; if
+/// the binary cannot be executed again it runs with glibc's defaults.
+const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072";
+
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` only sets allocator parameters; it runs first in
-    // `main`, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    {
+        use std::os::unix::process::CommandExt as _;
+        let given = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if given.contains("glibc.malloc.") {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let tunables = if given.is_empty() {
+            MALLOC_TUNABLES.to_owned()
+        } else {
+            format!("{given}:{MALLOC_TUNABLES}")
+        };
+        let mut args = std::env::args_os();
+        let mut again = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            again.arg0(arg0);
+        }
+        // Returns only if the binary could not be executed.
+        let _ = again.args(args).env("GLIBC_TUNABLES", tunables).exec();
     }
 }
 
