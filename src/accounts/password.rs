@@ -104,21 +104,9 @@ fn queue() -> anyhow::Result<&'static mpsc::Sender<Job>> {
                 let rx = rx.clone();
                 std::thread::Builder::new()
                     .name(format!("argon2-{i}"))
-                    .spawn(move || loop {
-                        let next = {
-                            let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
-                            match rx.try_recv() {
-                                Err(mpsc::TryRecvError::Empty) => {
-                                    release_memory();
-                                    rx.recv().ok()
-                                }
-                                next => next.ok(),
-                            }
-                        };
-                        let Some(job) = next else { return };
-                        // A panicking hash fails its own request (its answer
-                        // channel closes), not the thread.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    .spawn(move || {
+                        yield_to_the_api();
+                        hash_jobs(&rx)
                     })
                     .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
             }
@@ -126,6 +114,44 @@ fn queue() -> anyhow::Result<&'static mpsc::Sender<Job>> {
         })
         .as_ref()
         .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The nice value of the hashing threads. Under an API flood on every
+/// core, a hash at the default priority takes its full share of a core for
+/// ~20 ms at a time, and API calls queue behind it (p99 from 7.9 to 11.3 ms
+/// in the load test, BENCHMARKS.md); at 10 it gets about a tenth of a
+/// busy core and API calls preempt it, while logins still run at ~30/s
+/// during such a flood and at full speed on an idle machine.
+const HASHING_NICE: i32 = 10;
+
+/// Lowers this thread's scheduling priority (Linux keeps a nice value per
+/// thread). Without it the server still works, with a longer tail.
+fn yield_to_the_api() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICE) {
+        tracing::warn!(error = %e, "cannot lower the priority of the hashing thread");
+    }
+}
+
+/// Runs hashing jobs until the queue closes, giving Argon2's memory back
+/// whenever the queue is empty.
+fn hash_jobs(rx: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        let next = {
+            let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+            match rx.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => {
+                    release_memory();
+                    rx.recv().ok()
+                }
+                next => next.ok(),
+            }
+        };
+        let Some(job) = next else { return };
+        // A panicking hash fails its own request (its answer
+        // channel closes), not the thread.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
