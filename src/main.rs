@@ -27,12 +27,22 @@ fn main() -> anyhow::Result<()> {
 /// itself once more (same process id, same arguments): no `unsafe`
 /// `mallopt` call. Settings the operator gave in `GLIBC_TUNABLES` win; if
 /// the binary cannot be executed again it runs with glibc's defaults.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072";
+
+/// Set in the environment of the second execution.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const REEXECUTED: &str = "KEYWARD_MALLOC_TUNED";
 
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt as _;
+        // Once only: glibc drops GLIBC_TUNABLES from the environment of a
+        // setuid or setcap binary, so the variable alone cannot tell.
+        if std::env::var_os(REEXECUTED).is_some() {
+            return;
+        }
         let given = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
         if given.contains("glibc.malloc.") {
             return;
@@ -51,7 +61,11 @@ fn tune_malloc() {
             again.arg0(arg0);
         }
         // Returns only if the binary could not be executed.
-        let _ = again.args(args).env("GLIBC_TUNABLES", tunables).exec();
+        let _ = again
+            .args(args)
+            .env("GLIBC_TUNABLES", tunables)
+            .env(REEXECUTED, "1")
+            .exec();
     }
 }
 
