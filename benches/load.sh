@@ -128,6 +128,7 @@ mkdir -p "$WORK/data"
 (
   cd "$WORK"
   exec env -u DATABASE_URL KEYWARD_DATA_DIR="$WORK/data" KEYWARD_BIND="127.0.0.1:$PORT" RUST_LOG=info \
+    KEYWARD_METRICS_TOKEN=load-test KEYWARD_REGISTRATIONS_PER_HOUR=1000 \
     "$BIN" >"$WORK/server.log" 2>&1
 ) &
 SERVER_PID=$!
@@ -158,7 +159,7 @@ echo "== write $SEED more keys ($ROUND_ROBIN of them, and $ROUND_ROBIN unknown o
 head -n "$ROUND_ROBIN" "$WORK/keys.txt" >"$WORK/keys-rr.txt"
 
 # ---- wrk ---------------------------------------------------------------------
-metric() { curl -sf "$BASE/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+metric() { curl -sf -H 'Authorization: Bearer load-test' "$BASE/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 hwm() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
 rss() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }

@@ -166,6 +166,21 @@ pub struct Settings {
         hide = true
     )]
     pub reset_token_minutes: u64,
+    /// Accounts one client address may register per hour.
+    #[arg(
+        long,
+        env = "KEYWARD_REGISTRATIONS_PER_HOUR",
+        default_value_t = 20,
+        global = true,
+        hide = true
+    )]
+    pub registrations_per_hour: u32,
+    /// Keys one account may hold.
+    #[arg(long, env = "KEYWARD_MAX_KEYS_PER_USER", default_value_t = 100, global = true)]
+    pub max_keys_per_user: u32,
+    /// Bearer token that `GET /metrics` requires; unset, /metrics is not served.
+    #[arg(long, env = "KEYWARD_METRICS_TOKEN", global = true, hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
     /// How often pending last-used times are written to the database.
     #[arg(
         long,
@@ -202,6 +217,9 @@ impl Settings {
             login_lockout_seconds: 30,
             reset_token_minutes: 30,
             last_used_flush_seconds: 2,
+            registrations_per_hour: 20,
+            max_keys_per_user: 100,
+            metrics_token: None,
             workers: None,
         }
     }

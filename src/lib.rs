@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod files;
 pub mod keys;
 pub mod mail;
 pub mod metrics;

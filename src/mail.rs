@@ -43,6 +43,8 @@ const QUEUE: usize = 256;
 pub enum MailKind {
     PasswordReset,
     PasswordChanged,
+    /// Another account was registered with this address.
+    AddressReused,
 }
 
 impl Mailer {
@@ -144,15 +146,15 @@ impl Mailer {
                 Ok("smtp".into())
             }
             Transport::Outbox(dir) => {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                // Messages hold live reset links: owner-only, whatever the umask.
+                crate::files::private_dir(dir)?;
                 let name = format!(
                     "{}-{}.eml",
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
                     crate::keys::format::random_base62(8)
                 );
                 let path = dir.join(name);
-                std::fs::write(&path, message.formatted())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                crate::files::write_private(&path, &message.formatted())?;
                 Ok(path.display().to_string())
             }
         }

@@ -1,7 +1,7 @@
 //! The application: binds its listener (port 0 in tests), wires middleware,
 //! routes and background work, and flushes pending writes on shutdown.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
-use crate::accounts::throttle::{LoginThrottle, RateLimit};
+use crate::accounts::throttle::{LoginLimits, LoginThrottle, RateLimit};
 use crate::config::Settings;
 use crate::keys::{LastUsed, Verifier};
 use crate::state::AppState;
@@ -27,6 +27,8 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    /// Held while serving a SQLite database (`files::InstanceLock`).
+    lock: Option<crate::files::InstanceLock>,
 }
 
 impl Application {
@@ -38,10 +40,14 @@ impl Application {
         {
             anyhow::bail!("invalid scope {bad:?} in KEYWARD_SCOPES: use letters, digits and : . _ -");
         }
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+        crate::files::secure_data_dir(&settings.data_dir)
+            .with_context(|| format!("data directory {}", settings.data_dir.display()))?;
         let url = settings.database();
         tracing::info!(database = %url.redacted(), "opening database");
+        let lock = match &url {
+            crate::db::DatabaseUrl::Sqlite(path) => Some(crate::files::InstanceLock::acquire(Path::new(path))?),
+            crate::db::DatabaseUrl::Postgres(_) => None,
+        };
         let pool = web::block(move || db::connect(&url))
             .await
             .context("blocking task failed")??;
@@ -61,16 +67,19 @@ impl Application {
             verifier: verifier.clone(),
             scopes,
             mailer,
-            login_throttle: LoginThrottle::new(
+            login_limits: LoginLimits::new(
                 settings.login_max_failures,
                 Duration::from_secs(settings.login_window_seconds),
                 Duration::from_secs(settings.login_lockout_seconds),
             ),
-            login_throttle_by_address: LoginThrottle::new(
-                settings.login_max_failures.saturating_mul(4),
+            reauth_throttle: LoginThrottle::new(
+                settings.login_max_failures,
                 Duration::from_secs(settings.login_window_seconds),
                 Duration::from_secs(settings.login_lockout_seconds),
             ),
+            register_per_address: RateLimit::new(settings.registrations_per_hour as usize, Duration::from_secs(3600)),
+            cookie_key: key.clone(),
+            health: Default::default(),
             reset_per_account: RateLimit::new(3, Duration::from_secs(15 * 60)),
             reset_per_address: RateLimit::new(30, Duration::from_secs(15 * 60)),
         });
@@ -106,6 +115,7 @@ impl Application {
                 .app_data(web::Data::from(app_state.verifier.clone()))
                 .app_data(web::PayloadConfig::new(crate::web::forms::FORM_LIMIT))
                 .wrap(from_fn(crate::web::assets::security_headers))
+                .wrap(from_fn(crate::web::assets::head_as_get))
                 // The API needs no cookies: it sits outside the session layers.
                 .configure(api::configure)
                 .service(
@@ -129,7 +139,15 @@ impl Application {
         let blocking = (state.pool.max_size() as usize).div_ceil(workers).max(2);
         server = server.workers(workers).worker_max_blocking_threads(blocking);
         let server = server.shutdown_timeout(10).run();
-        Ok(Self { port, server, state })
+        if let Some(lock) = &lock {
+            tracing::debug!(lock = %lock.path().display(), "holding the database lock");
+        }
+        Ok(Self {
+            port,
+            server,
+            state,
+            lock,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -148,6 +166,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or the handle stops it), then writes the
     /// pending last-used times so no accepted use is lost.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let _lock = self.lock;
         let served = self.server.await;
         let last_used = self.state.verifier.last_used().clone();
         match last_used.flush(&self.state.pool).await {
@@ -222,15 +241,6 @@ fn session_key(dir: &Path) -> anyhow::Result<Key> {
             .map_err(|_| anyhow::anyhow!("{} is not a valid 64-byte key", path.display()));
     }
     let key = Key::generate();
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(&path)
-        .and_then(|mut f| f.write_all(key.master()))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    crate::files::write_private(&path, key.master())?;
     Ok(key)
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::accounts::throttle::{LoginThrottle, RateLimit};
+use actix_web::cookie::Key;
+
+use crate::accounts::throttle::{LoginLimits, LoginThrottle, RateLimit};
 use crate::config::Settings;
 use crate::db::Pool;
 use crate::keys::Verifier;
@@ -15,10 +17,17 @@ pub struct AppState {
     /// Every scope a key may carry, built-ins first.
     pub scopes: Vec<String>,
     pub mailer: Arc<Mailer>,
-    /// Failed logins per username.
-    pub login_throttle: LoginThrottle,
-    /// Failed logins per client address (a looser limit).
-    pub login_throttle_by_address: LoginThrottle,
+    /// Failed logins, per (username, address), address, username and
+    /// known device (docs/login-throttling.md).
+    pub login_limits: LoginLimits,
+    /// Wrong current passwords given by a logged-in user, per user.
+    pub reauth_throttle: LoginThrottle,
+    /// Registrations per client address (429 beyond the limit).
+    pub register_per_address: RateLimit,
+    /// The last `/healthz` probe.
+    pub health: crate::web::HealthCache,
+    /// Signs the device cookies (the session cookie's key).
+    pub cookie_key: Key,
     /// Reset requests per account (silently dropped beyond the limit).
     pub reset_per_account: RateLimit,
     /// Reset requests per client address (429 beyond the limit).

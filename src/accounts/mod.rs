@@ -19,26 +19,37 @@ pub use users::User;
 pub enum RegisterError {
     #[error("username taken")]
     UsernameTaken,
-    #[error("email taken")]
-    EmailTaken,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
+/// A new account, and the accounts that already had its email address
+/// (their owners are told: addresses are not unique, so registering
+/// reveals nothing about who has an account; see docs/accounts.md).
+pub struct Registered {
+    pub user: User,
+    pub same_email: Vec<User>,
+}
+
+/// Creates an account. A taken username is refused before any Argon2
+/// work; the hash itself waits at low priority (`password::Priority::Low`)
+/// and fails with `password::Busy` when too many are queued.
 pub async fn register(
     pool: &Pool,
     username: Username,
     email: Email,
     password: Password,
-) -> Result<User, RegisterError> {
-    let hash = password::hash(password).await?;
+) -> Result<Registered, RegisterError> {
+    let name = username.as_str().to_owned();
+    if db::run(pool, move |conn| Ok(users::find_by_username(conn, &name)?))
+        .await?
+        .is_some()
+    {
+        return Err(RegisterError::UsernameTaken);
+    }
+    let hash = password::hash(password, password::Priority::Low).await?;
     let result = db::run(pool, move |conn| {
-        if users::find_by_username(conn, username.as_str())?.is_some() {
-            return Ok(Err(RegisterError::UsernameTaken));
-        }
-        if users::find_by_email(conn, email.as_str())?.is_some() {
-            return Ok(Err(RegisterError::EmailTaken));
-        }
+        let same_email = users::find_by_email(conn, email.as_str())?;
         let new = users::NewUser {
             username: username.as_str(),
             email: email.as_str(),
@@ -46,7 +57,7 @@ pub async fn register(
             created_at: crate::time::now(),
         };
         match users::create(conn, &new) {
-            Ok(u) => Ok(Ok(u)),
+            Ok(user) => Ok(Ok(Registered { user, same_email })),
             // Lost a race with another registration of the same name.
             Err(e) if db::is_unique_violation(&e) => Ok(Err(RegisterError::UsernameTaken)),
             Err(e) => Err(anyhow::Error::new(e).context("inserting user")),
@@ -72,7 +83,7 @@ pub async fn authenticate(pool: &Pool, username: &str, password: String) -> anyh
         (password::Verified::YesButRehash, Some(u)) => {
             // The password may predate today's rules; it stays valid, only
             // its hash is brought up to today's parameters.
-            let hash = password::hash_raw(password).await?;
+            let hash = password::hash_raw(domain::normalize(&password)).await?;
             let id = u.id;
             db::run(pool, move |conn| Ok(users::set_password_hash(conn, id, &hash)?)).await?;
             Ok(Some(u))
@@ -107,7 +118,7 @@ pub async fn change_password(
     new: Password,
     keep: Option<SessionToken>,
 ) -> anyhow::Result<()> {
-    let hash = password::hash(new).await?;
+    let hash = password::hash(new, password::Priority::Normal).await?;
     db::run(pool, move |conn| {
         use diesel::Connection as _;
         conn.transaction::<_, diesel::result::Error, _>(|conn| {
@@ -120,20 +131,21 @@ pub async fn change_password(
     .await
 }
 
-/// Issues a reset token when an account has this email address. The caller
-/// must answer the same whether or not one was issued.
+/// Issues a reset token for each account with this email address. The
+/// caller must answer the same whether or not one was issued.
 pub async fn request_password_reset(
     pool: &Pool,
     email: String,
     lifetime: Duration,
-) -> anyhow::Result<Option<(User, reset::ResetToken)>> {
+) -> anyhow::Result<Vec<(User, reset::ResetToken)>> {
     let email = email.trim().to_lowercase();
     db::run(pool, move |conn| {
-        let Some(user) = users::find_by_email(conn, &email)? else {
-            return Ok(None);
-        };
-        let token = reset::issue(conn, user.id, crate::time::now(), lifetime)?;
-        Ok(Some((user, token)))
+        let mut issued = Vec::new();
+        for user in users::find_by_email(conn, &email)? {
+            let token = reset::issue(conn, user.id, crate::time::now(), lifetime)?;
+            issued.push((user, token));
+        }
+        Ok(issued)
     })
     .await
 }
@@ -152,7 +164,7 @@ pub async fn reset_password(pool: &Pool, token: reset::ResetToken, new: Password
     if reset_token_user(pool, token.clone()).await?.is_none() {
         return Ok(None);
     }
-    let hash = password::hash(new).await?;
+    let hash = password::hash(new, password::Priority::Normal).await?;
     db::run(pool, move |conn| {
         Ok(reset::redeem(conn, &token, &hash, crate::time::now())?)
     })

@@ -2,6 +2,7 @@
 //! threads of its own so a login storm cannot starve API verification.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 
 use anyhow::Context as _;
@@ -85,6 +86,64 @@ fn phc_matches(password: &[u8], stored: &PasswordHash<'_>) -> bool {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// How much a hash may wait for: anonymous work (a registration) gets a
+/// small share of the queue, so a flood of sign-ups is shed long before it
+/// delays the logins of people who have an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Logins, password changes and resets.
+    Normal,
+    /// Registrations: anyone may send them.
+    Low,
+}
+
+/// Hashes queued or running, at most: beyond this a request is answered
+/// 503 with `Retry-After` at once rather than queued. One hash takes
+/// ~20-30 ms on one thread, so a full queue is about a second of work.
+const MAX_QUEUED: usize = 48;
+/// Of which registrations, at most.
+const MAX_QUEUED_LOW: usize = 4;
+
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+static QUEUED_LOW: AtomicUsize = AtomicUsize::new(0);
+
+/// Too many hashes are waiting: answer 503 with `Retry-After`.
+#[derive(Debug, thiserror::Error)]
+#[error("too many password hashes are queued")]
+pub struct Busy;
+
+/// A place in the queue, given back when the job ends (or is dropped).
+struct Slot(Priority);
+
+impl Slot {
+    fn take(priority: Priority) -> Result<Self, Busy> {
+        let claim = |counter: &AtomicUsize, max: usize| {
+            counter
+                .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1))
+                .is_ok()
+        };
+        if priority == Priority::Low && !claim(&QUEUED_LOW, MAX_QUEUED_LOW) {
+            return Err(Busy);
+        }
+        if !claim(&QUEUED, MAX_QUEUED) {
+            if priority == Priority::Low {
+                QUEUED_LOW.fetch_sub(1, SeqCst);
+            }
+            return Err(Busy);
+        }
+        Ok(Self(priority))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        QUEUED.fetch_sub(1, SeqCst);
+        if self.0 == Priority::Low {
+            QUEUED_LOW.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
 /// Hashes run on threads of their own, one per two cores, queued in order:
 /// at most half the cores hash at once and the rest stay free for the API.
 ///
@@ -154,9 +213,14 @@ fn hash_jobs(rx: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+async fn blocking<T: Send + 'static>(
+    priority: Priority,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let slot = Slot::take(priority)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
+        let _slot = slot;
         let _ = tx.send(f());
     });
     queue()?
@@ -178,14 +242,14 @@ pub fn hash_now(password: &str) -> anyhow::Result<String> {
     .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
 }
 
-pub async fn hash(password: Password) -> anyhow::Result<String> {
-    blocking(move || hash_now(password.expose())).await?
+pub async fn hash(password: Password, priority: Priority) -> anyhow::Result<String> {
+    blocking(priority, move || hash_now(password.expose())).await?
 }
 
 /// Hashes a password that is not re-checked against today's rules (a
 /// correct legacy password being re-hashed at login).
 pub async fn hash_raw(password: String) -> anyhow::Result<String> {
-    blocking(move || hash_now(&password)).await?
+    blocking(Priority::Normal, move || hash_now(&password)).await?
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -218,12 +282,25 @@ pub fn verify_now(stored: &str, candidate: &str) -> Verified {
 
 /// Checks `candidate` against `stored`, or against a dummy hash when there
 /// is no user, so both cases cost one full Argon2 verification.
+///
+/// The candidate is checked in Unicode NFC; a password set before
+/// passwords were normalised, typed the same way as then, is still
+/// accepted (and re-hashed in NFC).
 pub async fn verify(stored: Option<String>, candidate: String) -> anyhow::Result<Verified> {
-    blocking(move || match stored {
-        Some(s) => verify_now(&s, &candidate),
-        None => {
-            let _ = verify_now(dummy_hash(), &candidate);
-            Verified::No
+    blocking(Priority::Normal, move || {
+        let nfc = super::domain::normalize(&candidate);
+        match stored {
+            Some(s) => match verify_now(&s, &nfc) {
+                Verified::No if nfc != candidate => match verify_now(&s, &candidate) {
+                    Verified::No => Verified::No,
+                    _ => Verified::YesButRehash,
+                },
+                outcome => outcome,
+            },
+            None => {
+                let _ = verify_now(dummy_hash(), &nfc);
+                Verified::No
+            }
         }
     })
     .await

@@ -2,7 +2,8 @@
 //!
 //! Both are per instance and bounded in memory. A lock-out always ends by
 //! itself, so an attacker can slow a victim's logins down but never lock
-//! them out for good.
+//! them out for good. How the login limits combine, and why, is in
+//! docs/login-throttling.md.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -82,6 +83,91 @@ impl LoginThrottle {
     }
 }
 
+/// One login attempt, as the limits see it.
+pub struct Attempt {
+    /// The username as typed, folded to lower case and cut to 64 chars.
+    username: String,
+    /// The client's address.
+    address: String,
+    /// The device id from a valid device cookie issued to this username
+    /// (see `web::device`): a browser that has logged into this account.
+    device: Option<String>,
+}
+
+impl Attempt {
+    pub fn new(username: &str, address: &str, device: Option<String>) -> Self {
+        Self {
+            username: username.trim().to_ascii_lowercase().chars().take(64).collect(),
+            address: address.to_owned(),
+            device,
+        }
+    }
+}
+
+/// The login limits, after OWASP's guidance on lock-outs:
+/// - per (username, address): the tight limit, for one attacker at one
+///   address guessing one password;
+/// - per address: a looser one, for one address spraying many usernames;
+///   a successful login does not reset it (else an attacker resets it by
+///   logging into an account of their own now and then);
+/// - per username: for guesses from many addresses at one account;
+/// - a browser holding a device cookie for the username is judged by its
+///   own per-(username, device) limit alone: whoever attacks the account or
+///   the address, its owner's usual browser still gets in.
+pub struct LoginLimits {
+    by_pair: LoginThrottle,
+    by_address: LoginThrottle,
+    by_username: LoginThrottle,
+    by_device: LoginThrottle,
+}
+
+impl LoginLimits {
+    /// `max_failures` for a pair or a device; an account takes twice as
+    /// many, an address four times as many.
+    pub fn new(max_failures: u32, window: Duration, lockout: Duration) -> Self {
+        let limit = |factor: u32| LoginThrottle::new(max_failures.saturating_mul(factor), window, lockout);
+        Self {
+            by_pair: limit(1),
+            by_address: limit(4),
+            by_username: limit(2),
+            by_device: limit(1),
+        }
+    }
+
+    fn keys<'a>(&'a self, a: &Attempt) -> Vec<(&'a LoginThrottle, String)> {
+        match &a.device {
+            Some(device) => vec![(&self.by_device, format!("{}\n{device}", a.username))],
+            None => vec![
+                (&self.by_pair, format!("{}\n{}", a.username, a.address)),
+                (&self.by_address, a.address.clone()),
+                (&self.by_username, a.username.clone()),
+            ],
+        }
+    }
+
+    /// `Err(wait)` while any limit that applies to this attempt is reached.
+    pub fn check(&self, a: &Attempt) -> Result<(), Duration> {
+        self.keys(a)
+            .iter()
+            .filter_map(|(t, k)| t.check(k).err())
+            .max()
+            .map_or(Ok(()), Err)
+    }
+
+    pub fn failed(&self, a: &Attempt) {
+        self.keys(a).iter().for_each(|(t, k)| t.fail(k));
+    }
+
+    /// Clears what concerns this account only: never the address's count.
+    pub fn succeeded(&self, a: &Attempt) {
+        self.by_pair.succeed(&format!("{}\n{}", a.username, a.address));
+        self.by_username.succeed(&a.username);
+        if let Some(device) = &a.device {
+            self.by_device.succeed(&format!("{}\n{device}", a.username));
+        }
+    }
+}
+
 /// At most `max` events per key within a sliding `window`.
 pub struct RateLimit {
     entries: Mutex<HashMap<String, Vec<Instant>>>,
@@ -135,6 +221,42 @@ mod tests {
         assert!(t.check("u:bob").is_ok());
         t.succeed("u:alice");
         assert!(t.check("u:alice").is_ok());
+    }
+
+    fn limits() -> LoginLimits {
+        LoginLimits::new(3, Duration::from_secs(900), Duration::from_secs(30))
+    }
+
+    #[test]
+    fn a_success_does_not_clear_the_address_count() {
+        let l = limits();
+        // 11 failures on other accounts, a success on one's own, repeated.
+        for round in 0..3 {
+            for victim in 0..4 {
+                let a = Attempt::new(&format!("victim{round}{victim}"), "10.0.0.1", None);
+                if l.check(&a).is_ok() {
+                    l.failed(&a);
+                }
+            }
+            l.succeeded(&Attempt::new("attacker", "10.0.0.1", None));
+        }
+        assert!(l.check(&Attempt::new("someone", "10.0.0.1", None)).is_err());
+        assert!(l.check(&Attempt::new("someone", "10.0.0.2", None)).is_ok());
+    }
+
+    #[test]
+    fn a_known_device_is_judged_on_its_own() {
+        let l = limits();
+        for addr in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"] {
+            l.failed(&Attempt::new("alice", addr, None));
+        }
+        assert!(l.check(&Attempt::new("alice", "10.0.0.9", None)).is_err(), "account limit");
+        assert!(l.check(&Attempt::new("alice", "10.0.0.1", Some("dev1".into()))).is_ok());
+        for _ in 0..3 {
+            l.failed(&Attempt::new("alice", "10.0.0.1", Some("dev1".into())));
+        }
+        assert!(l.check(&Attempt::new("alice", "10.0.0.1", Some("dev1".into()))).is_err());
+        assert!(l.check(&Attempt::new("alice", "10.0.0.1", Some("dev2".into()))).is_ok());
     }
 
     #[test]

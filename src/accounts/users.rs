@@ -47,12 +47,15 @@ pub fn find_by_username(conn: &mut DbConnection, name: &str) -> QueryResult<Opti
         .optional()
 }
 
-pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<User>> {
+/// Every account with this address (addresses are not unique; at most a
+/// handful share one).
+pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Vec<User>> {
     users::table
         .filter(users::email.eq(email))
+        .order(users::id.asc())
+        .limit(20)
         .select(User::as_select())
-        .first(conn)
-        .optional()
+        .load(conn)
 }
 
 pub fn find_by_id(conn: &mut DbConnection, id: i64) -> QueryResult<Option<User>> {

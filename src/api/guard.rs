@@ -41,6 +41,9 @@ pub enum ApiError {
     NotFound,
     #[error("unavailable")]
     Unavailable,
+    /// A malformed request (the code names what was wrong).
+    #[error("{0}")]
+    BadRequest(&'static str),
 }
 
 impl ResponseError for ApiError {
@@ -50,6 +53,7 @@ impl ResponseError for ApiError {
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -126,13 +130,28 @@ impl ApiKey {
 /// The key from `Authorization: Bearer …` or `X-API-Key: …`. Query strings
 /// and bodies are never looked at: keys there end up in logs and caches.
 fn presented_key(req: &HttpRequest) -> Result<&str, ApiError> {
-    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+    key_from_headers(req.headers())
+}
+
+/// The key a request presents, from its headers alone (public for the
+/// fuzz targets and for embedders with their own request types).
+///
+/// Two `Authorization` or two `X-API-Key` headers are refused as invalid:
+/// "first one wins" would let a proxy and a client disagree about which
+/// credential was checked. An `Authorization` header with another scheme
+/// (Basic, say) is not a key, and `X-API-Key` is then consulted.
+pub fn key_from_headers(headers: &header::HeaderMap) -> Result<&str, ApiError> {
+    let mut auth = headers.get_all(header::AUTHORIZATION);
+    if let Some(v) = auth.next() {
+        if auth.next().is_some() {
+            return Err(ApiError::InvalidToken);
+        }
         let v = header_text(v)?;
         // `Bearer <token>`, the scheme in any case, compared as bytes.
         let b = v.as_bytes();
-        if b.len() > 6 && b[..6].eq_ignore_ascii_case(b"bearer") && b[6] == b' ' {
-            // Byte 6 is an ASCII space, so 7 is a character boundary.
-            let token = v[7..].trim();
+        if b.len() >= 6 && b[..6].eq_ignore_ascii_case(b"bearer") && (b.len() == 6 || b[6] == b' ') {
+            // Byte 6 is an ASCII space (or the end), so 6 is a boundary.
+            let token = v[6..].trim();
             return if token.is_empty() {
                 Err(ApiError::MissingKey)
             } else {
@@ -140,7 +159,11 @@ fn presented_key(req: &HttpRequest) -> Result<&str, ApiError> {
             };
         }
     }
-    if let Some(v) = req.headers().get("x-api-key") {
+    let mut api_key = headers.get_all("x-api-key");
+    if let Some(v) = api_key.next() {
+        if api_key.next().is_some() {
+            return Err(ApiError::InvalidToken);
+        }
         let v = header_text(v)?;
         return if v.is_empty() { Err(ApiError::MissingKey) } else { Ok(v) };
     }

@@ -2,8 +2,8 @@
 
 pub mod guard;
 
-use actix_web::http::header::ContentType;
-use actix_web::{web, HttpResponse};
+use actix_web::http::header::{self, ContentType};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use serde::Serialize;
 
 pub use guard::{ApiError, ApiKey, RequireScope};
@@ -95,25 +95,60 @@ async fn ping() -> HttpResponse {
         .body(r#"{"status":"ok"}"#)
 }
 
-/// `GET /metrics`: the guard's counters in the Prometheus text format.
-/// Counts only, nothing about any user or key.
-async fn metrics(verifier: web::Data<Verifier>) -> HttpResponse {
+/// `GET /metrics`: the guard's counters in the Prometheus text format,
+/// only for `Authorization: Bearer $KEYWARD_METRICS_TOKEN`, and not served
+/// at all (404) without that setting: its cache counters would tell a
+/// stranger whether a key id exists.
+async fn metrics(req: HttpRequest, state: web::Data<AppState>, verifier: web::Data<Verifier>) -> HttpResponse {
+    use subtle::ConstantTimeEq as _;
+    let Some(expected) = state.settings.metrics_token.as_ref().filter(|t| !t.0.is_empty()) else {
+        return ApiError::NotFound.error_response();
+    };
+    let sent = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !bool::from(sent.trim().as_bytes().ct_eq(expected.0.as_bytes())) {
+        return HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="keyward-metrics""#))
+            .json(serde_json::json!({ "error": "invalid_token" }));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(verifier.render_metrics())
 }
 
-/// `GET /api/v1/keys`: the caller's keys (scope `keys:read`), never a secret.
-async fn list_keys(key: ApiKey, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let keys = keys::list(&state.pool, state.verifier.last_used(), key.user_id)
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+}
+
+/// `GET /api/v1/keys`: the caller's keys (scope `keys:read`), never a
+/// secret, newest first, 50 a page: `next_after` (when not null) is the
+/// `?after=` of the next page.
+async fn list_keys(key: ApiKey, req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let after = match web::Query::<PageQuery>::from_query(req.query_string()) {
+        Ok(q) => match q.into_inner().after.filter(|a| !a.is_empty()) {
+            None => None,
+            Some(a) => Some(keys::Cursor::parse(&a).ok_or(ApiError::BadRequest("invalid_cursor"))?),
+        },
+        Err(_) => return Err(ApiError::BadRequest("invalid_query")),
+    };
+    let page = keys::list(&state.pool, state.verifier.last_used(), key.user_id, after)
         .await
         .map_err(|e| {
             tracing::error!(error = ?e, "listing keys failed");
             ApiError::Unavailable
         })?;
     let now = crate::time::now();
-    let keys: Vec<KeyJson> = keys.iter().map(|k| KeyJson::from_info(k, now)).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": keys })))
+    let keys: Vec<KeyJson> = page.keys.iter().map(|k| KeyJson::from_info(k, now)).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "keys": keys,
+        "total": page.total,
+        "next_after": page.next.map(|c| c.to_string()),
+    })))
 }
 
 /// `DELETE /api/v1/keys/{id}`: revokes one of the caller's keys (scope `keys:write`).
@@ -150,11 +185,11 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics));
+    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
     cfg.service(
         web::scope("/api/v1")
-            .route("/ping", web::get().to(ping))
-            .route("/whoami", web::get().to(whoami))
+            .service(web::resource("/ping").route(web::get().to(ping)))
+            .service(web::resource("/whoami").route(web::get().to(whoami)))
             .service(
                 web::resource("/keys")
                     .wrap(RequireScope::new("keys:read"))

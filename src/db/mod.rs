@@ -16,7 +16,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection};
 use diesel::sqlite::SqliteConnection;
-use diesel::{Connection, RunQueryDsl};
+use diesel::{Connection, ExpressionMethods, QueryDsl, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -125,24 +125,62 @@ impl ManageConnection for Manager {
     }
 }
 
+/// The settings of the connection that migrates a SQLite database: as
+/// every connection's, but with foreign keys off, as SQLite asks for
+/// schema changes that rebuild a table (the check runs after).
+const SQLITE_MIGRATION_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;";
+
 /// Applies pending migrations for the backend. Runs on a plain connection
 /// of the concrete backend so each gets its own migration directory.
 pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
     match url {
         DatabaseUrl::Sqlite(p) => {
             ensure_parent_dir(p)?;
+            create_private(Path::new(p))?;
             let mut c = SqliteConnection::establish(p).with_context(|| format!("cannot open SQLite database {p}"))?;
-            c.batch_execute(SQLITE_PRAGMAS)?;
+            c.batch_execute(SQLITE_MIGRATION_PRAGMAS)
+                .with_context(|| format!("cannot set up SQLite database {p}"))?;
             c.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map_err(|e| anyhow::anyhow!("SQLite migrations failed: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("SQLite migrations of {p} failed: {e}"))?;
+            let broken: Vec<ForeignKeyProblem> = diesel::sql_query("PRAGMA foreign_key_check")
+                .load(&mut c)
+                .with_context(|| format!("cannot check foreign keys in {p}"))?;
+            anyhow::ensure!(
+                broken.is_empty(),
+                "{p}: {} rows point at rows that do not exist after migrating",
+                broken.len()
+            );
         }
         DatabaseUrl::Postgres(u) => {
             let mut c = PgConnection::establish(u).with_context(|| format!("cannot connect to {}", url.redacted()))?;
             c.run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map_err(|e| anyhow::anyhow!("PostgreSQL migrations failed: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("PostgreSQL migrations of {} failed: {e}", url.redacted()))?;
         }
     }
     Ok(())
+}
+
+/// A row of `PRAGMA foreign_key_check` (only counted).
+#[derive(diesel::QueryableByName)]
+struct ForeignKeyProblem {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[allow(dead_code)]
+    table: String,
+}
+
+/// Creates the SQLite file, empty and readable by its owner only, before
+/// SQLite does: SQLite gives its `-wal` and `-shm` files the database
+/// file's mode, so all three stay private whatever the umask.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") || path.exists() {
+        return Ok(());
+    }
+    match crate::files::private_new_file().open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create SQLite database {}", path.display())),
+    }
 }
 
 fn ensure_parent_dir(path: &str) -> anyhow::Result<()> {
@@ -168,7 +206,7 @@ pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Pool> {
         // rather than holding requests for long.
         .connection_timeout(Duration::from_secs(3))
         .build(Manager::new(url.clone()))
-        .context("cannot open the database pool")
+        .with_context(|| format!("cannot open the database {}", url.redacted()))
 }
 
 /// No connection could be had: the database is down or unreachable.
@@ -194,6 +232,19 @@ where
     })
     .await
     .context("blocking task failed")?
+}
+
+/// Rewrites the health-probe row: fails when the database takes no writes
+/// (a full disk, a read-only file system, a damaged file).
+pub fn write_probe(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    use schema::health_probe::dsl::*;
+    let now = crate::time::now();
+    if diesel::update(health_probe.find(1_i64)).set(checked_at.eq(now)).execute(conn)? == 0 {
+        diesel::insert_into(health_probe)
+            .values((id.eq(1_i64), checked_at.eq(now)))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// True when a diesel error is a unique-constraint violation.

@@ -43,8 +43,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    health_probe (id) {
+        id -> BigInt,
+        checked_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(password_reset_tokens -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, user_sessions, api_keys, password_reset_tokens);
+diesel::allow_tables_to_appear_in_same_query!(users, user_sessions, api_keys, password_reset_tokens, health_probe);

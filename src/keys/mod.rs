@@ -84,12 +84,17 @@ pub fn parse_expiry(input: &str) -> Result<Option<u32>, &'static str> {
 pub enum CreateKeyError {
     #[error("name taken")]
     NameTaken,
+    /// The account holds the most keys it may (`KEYWARD_MAX_KEYS_PER_USER`).
+    #[error("too many keys")]
+    TooMany(u32),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 pub struct NewKeyRequest {
     pub user_id: i64,
+    /// The most keys the account may hold, this one included.
+    pub max_keys: u32,
     pub name: KeyName,
     pub scopes: Scopes,
     pub expires_in_days: Option<u32>,
@@ -117,9 +122,13 @@ pub async fn create(
     };
     let digest = generated.digest.as_bytes().to_vec();
     let row = info.clone();
+    let max_keys = req.max_keys;
     let outcome = db::run(pool, move |conn| {
+        if store::count_for_user(conn, row.user_id)? >= i64::from(max_keys) {
+            return Ok(Err(CreateKeyError::TooMany(max_keys)));
+        }
         if store::name_taken(conn, row.user_id, &row.name)? {
-            return Ok(false);
+            return Ok(Err(CreateKeyError::NameTaken));
         }
         let new = store::NewKey {
             id: &row.id,
@@ -132,31 +141,101 @@ pub async fn create(
             expires_at: row.expires_at,
         };
         match store::insert(conn, &new) {
-            Ok(_) => Ok(true),
-            Err(e) if db::is_unique_violation(&e) => Ok(false),
+            Ok(_) => Ok(Ok(())),
+            Err(e) if db::is_unique_violation(&e) => Ok(Err(CreateKeyError::NameTaken)),
             Err(e) => Err(e.into()),
         }
     })
     .await?;
-    if outcome {
-        verifier.key_created(&info.id);
-        Ok((generated, info))
-    } else {
-        Err(CreateKeyError::NameTaken)
+    outcome?;
+    verifier.key_created(&info.id);
+    Ok((generated, info))
+}
+
+/// Keys on one page of `/keys` and `/api/v1/keys`.
+pub const PAGE_SIZE: usize = 50;
+
+/// Where a page of keys starts: after the key created at `created` with
+/// `id` (keys are listed newest first). Written `{micros}_{id}` in URLs;
+/// it names no row, so it stays valid when that key is deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    created: NaiveDateTime,
+    id: String,
+}
+
+impl Cursor {
+    fn after(k: &KeyInfo) -> Self {
+        Self {
+            created: k.created_at,
+            id: k.id.clone(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let (micros, id) = s.split_once('_')?;
+        let created = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
+        format::is_key_id(id).then(|| Self {
+            created,
+            id: id.to_owned(),
+        })
     }
 }
 
-/// The user's keys, newest first, with uses not yet flushed merged in.
-pub async fn list(pool: &Pool, last_used: &LastUsed, user_id: i64) -> anyhow::Result<Vec<KeyInfo>> {
-    let mut keys = db::run(pool, move |conn| Ok(store::list_for_user(conn, user_id)?)).await?;
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.created.and_utc().timestamp_micros(), self.id)
+    }
+}
+
+/// One page of a user's keys, and how many they have in all.
+pub struct KeyPage {
+    pub keys: Vec<KeyInfo>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+    pub total: i64,
+}
+
+/// A page of the user's keys, newest first, with uses not yet flushed
+/// merged in.
+pub async fn list(pool: &Pool, last_used: &LastUsed, user_id: i64, after: Option<Cursor>) -> anyhow::Result<KeyPage> {
+    let (mut keys, total) = db::run(pool, move |conn| {
+        let after = after.as_ref().map(|c| (c.created, c.id.as_str()));
+        let keys = store::page_for_user(conn, user_id, after, PAGE_SIZE as i64 + 1)?;
+        Ok((keys, store::count_for_user(conn, user_id)?))
+    })
+    .await?;
+    let next = if keys.len() > PAGE_SIZE {
+        keys.truncate(PAGE_SIZE);
+        keys.last().map(Cursor::after)
+    } else {
+        None
+    };
     for k in &mut keys {
-        if let Some(p) = last_used.pending(&k.id) {
-            if k.last_used_at.is_none_or(|t| t < p) {
-                k.last_used_at = Some(p);
-            }
+        merge_pending(k, last_used);
+    }
+    Ok(KeyPage { keys, next, total })
+}
+
+fn merge_pending(k: &mut KeyInfo, last_used: &LastUsed) {
+    if let Some(p) = last_used.pending(&k.id) {
+        if k.last_used_at.is_none_or(|t| t < p) {
+            k.last_used_at = Some(p);
         }
     }
-    Ok(keys)
+}
+
+/// One of the user's keys (one query); `None` for anyone else's.
+pub async fn find_own(pool: &Pool, last_used: &LastUsed, user_id: i64, key_id: &str) -> anyhow::Result<Option<KeyInfo>> {
+    if !format::is_key_id(key_id) {
+        return Ok(None);
+    }
+    let id = key_id.to_owned();
+    let mut key = db::run(pool, move |conn| Ok(store::find_for_user(conn, user_id, &id)?)).await?;
+    if let Some(k) = &mut key {
+        merge_pending(k, last_used);
+    }
+    Ok(key)
 }
 
 /// Revokes one of the user's keys. Returns false when they have no such key.

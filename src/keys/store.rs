@@ -47,12 +47,45 @@ pub fn insert(conn: &mut DbConnection, new: &NewKey<'_>) -> QueryResult<usize> {
     diesel::insert_into(api_keys::table).values(new).execute(conn)
 }
 
-pub fn list_for_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<Vec<KeyInfo>> {
-    api_keys::table
+/// Up to `limit` of the user's keys, newest first (ties by id), starting
+/// after the key at `after` (its creation time and id) when given.
+pub fn page_for_user(
+    conn: &mut DbConnection,
+    user_id: i64,
+    after: Option<(NaiveDateTime, &str)>,
+    limit: i64,
+) -> QueryResult<Vec<KeyInfo>> {
+    let mut query = api_keys::table
         .filter(api_keys::user_id.eq(user_id))
         .order((api_keys::created_at.desc(), api_keys::id.asc()))
+        .limit(limit)
         .select(KeyInfo::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some((created, id)) = after {
+        query = query.filter(
+            api_keys::created_at
+                .lt(created)
+                .or(api_keys::created_at.eq(created).and(api_keys::id.gt(id.to_owned()))),
+        );
+    }
+    query.load(conn)
+}
+
+pub fn count_for_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<i64> {
+    api_keys::table
+        .filter(api_keys::user_id.eq(user_id))
+        .count()
+        .get_result(conn)
+}
+
+/// One of the user's keys, by id.
+pub fn find_for_user(conn: &mut DbConnection, user_id: i64, id: &str) -> QueryResult<Option<KeyInfo>> {
+    api_keys::table
+        .filter(api_keys::id.eq(id))
+        .filter(api_keys::user_id.eq(user_id))
+        .select(KeyInfo::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn name_taken(conn: &mut DbConnection, user_id: i64, name: &str) -> QueryResult<bool> {

@@ -29,10 +29,10 @@ async fn favicon() -> HttpResponse {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/static/style.css", web::get().to(style))
-        .route("/static/app.js", web::get().to(script))
-        .route("/static/favicon.svg", web::get().to(favicon))
-        .route("/favicon.ico", web::get().to(favicon));
+    cfg.service(web::resource("/static/style.css").route(web::get().to(style)))
+        .service(web::resource("/static/app.js").route(web::get().to(script)))
+        .service(web::resource("/static/favicon.svg").route(web::get().to(favicon)))
+        .service(web::resource("/favicon.ico").route(web::get().to(favicon)));
 }
 
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -74,6 +74,36 @@ pub async fn security_headers(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
+    }
+    Ok(res)
+}
+
+/// `HEAD` is answered as `GET` on every route, without the body (actix
+/// leaves the body out of a response to a HEAD request, and keeps its
+/// length): load balancers and link checkers probe with it. A known path
+/// asked with a method it does not take answers 405 with `Allow`, which
+/// then names HEAD beside GET.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_web::http::{Method, StatusCode};
+    let head = req.method() == Method::HEAD;
+    if head {
+        req.head_mut().method = Method::GET;
+    }
+    let mut res = next.call(req).await?;
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = res
+            .headers()
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(allow) = allow.filter(|a| a.split(',').any(|m| m.trim() == "GET")) {
+            if let Ok(v) = HeaderValue::from_str(&format!("{allow}, HEAD")) {
+                res.headers_mut().insert(header::ALLOW, v);
+            }
+        }
     }
     Ok(res)
 }

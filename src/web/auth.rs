@@ -10,6 +10,7 @@ use askama::Template;
 use super::session::{log_in, safe_next};
 use super::{csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields, Page, WebError};
 use crate::accounts::domain::{Email, Password, Username};
+use crate::accounts::throttle::Attempt;
 use crate::accounts::{self, RegisterError};
 use crate::config::Registration;
 use crate::state::AppState;
@@ -57,12 +58,17 @@ async fn register(
             "Registration is closed. Ask an administrator for an account.",
         ));
     }
+    let address = client_addr(&req);
+    if !state.register_per_address.allow(&address) {
+        tracing::info!(target: "keyward::audit", event = "register_rate_limited", addr = %address);
+        return Err(WebError::TooManyRequests(15 * 60));
+    }
     let mut errors = FieldErrors::default();
     let username = Username::parse(form.get("username"))
         .map_err(|e| errors.add("username", e))
         .ok();
     let email = Email::parse(form.get("email")).map_err(|e| errors.add("email", e)).ok();
-    let password = Password::parse(form.get("password"))
+    let password = Password::parse(form.get("password"), form.get("username"))
         .map_err(|e| errors.add("password", e))
         .ok();
     if form.get("password") != form.get("password_confirm") {
@@ -83,28 +89,52 @@ async fn register(
     let (Some(username), Some(email), Some(password), true) = (username, email, password, errors.is_empty()) else {
         return rerender(errors);
     };
-    let user = match accounts::register(&state.pool, username, email, password).await {
-        Ok(u) => u,
+    let registered = match accounts::register(&state.pool, username, email, password).await {
+        Ok(r) => r,
         Err(RegisterError::UsernameTaken) => {
             errors.add("username", "That username is taken. Choose another.");
             return rerender(errors);
         }
-        Err(RegisterError::EmailTaken) => {
-            errors.add(
-                "email",
-                "An account with this email address already exists. Log in, or reset its password.",
-            );
-            return rerender(errors);
-        }
         Err(RegisterError::Unexpected(e)) => return Err(e.into()),
     };
-    tracing::info!(target: "keyward::audit", event = "registered", user = %user.username, addr = %client_addr(&req));
+    let user = registered.user;
+    tracing::info!(target: "keyward::audit", event = "registered", user = %user.username, addr = %address);
+    for owner in &registered.same_email {
+        send_address_reused_notice(&state, owner, &user.username);
+    }
+    // The session changes hands: a new CSRF token, as at login.
+    csrf::rotate(&session);
     log_in(&req, &state, &user).await?;
     flash(
         &session,
         format!("Welcome, {}! Create your first API key below.", user.username),
     );
-    Ok(redirect("/keys"))
+    let mut res = redirect("/keys");
+    let https = state.settings.is_https();
+    super::device::remember(&mut res, &state.cookie_key, https, &user.username, None);
+    Ok(res)
+}
+
+/// Tells the owner of an address that another account now uses it: the
+/// registration page does not say an address is taken (that would tell
+/// anyone who has an account), so its owner hears of it here.
+fn send_address_reused_notice(state: &AppState, owner: &crate::accounts::User, new_username: &str) {
+    let body = format!(
+        "Hello {name},\n\n\
+         Someone just created another Keyward account, \"{new}\", with this email address.\n\n\
+         If that was you, there is nothing to do. If not, you can ignore this message: \
+         your own account \"{name}\" is unchanged. If you forgot your password, reset it at \
+         {base}/password/forgot\n",
+        name = owner.username,
+        new = new_username,
+        base = state.settings.base_url(),
+    );
+    state.mailer.send_in_background(
+        &owner.email,
+        "A new Keyward account uses your email address",
+        body,
+        crate::mail::MailKind::AddressReused,
+    );
 }
 
 #[derive(Template)]
@@ -165,14 +195,11 @@ async fn login(
             },
         )
     };
-    // Throttled per username and per address, before any Argon2 work. The
-    // address limit is looser: many people can share one (NAT, a proxy).
-    let name_key: String = username.trim().to_ascii_lowercase().chars().take(64).collect();
-    let checks = [
-        (&state.login_throttle, name_key),
-        (&state.login_throttle_by_address, client_addr(&req)),
-    ];
-    if let Some(wait) = checks.iter().find_map(|(t, k)| t.check(k).err()) {
+    // Throttled before any Argon2 work (docs/login-throttling.md).
+    let https = state.settings.is_https();
+    let device = super::device::known(&req, &state.cookie_key, https, username);
+    let attempt = Attempt::new(username, &client_addr(&req), device.clone());
+    if let Err(wait) = state.login_limits.check(&attempt) {
         let secs = wait.as_secs() + 1;
         tracing::info!(target: "keyward::audit", event = "login_throttled", user = ?username, addr = %client_addr(&req));
         let mut res = login_page(
@@ -192,20 +219,22 @@ async fn login(
     };
     let Some(user) = user else {
         tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %client_addr(&req));
-        checks.iter().for_each(|(t, k)| t.fail(k));
+        state.login_limits.failed(&attempt);
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
-    checks.iter().for_each(|(t, k)| t.succeed(k));
+    state.login_limits.succeeded(&attempt);
     tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %client_addr(&req));
     // A fresh CSRF token for the logged-in session.
-    session.remove("csrf");
+    csrf::rotate(&session);
     log_in(&req, &state, &user).await?;
     let next = form.get("next");
-    Ok(redirect(&if next.is_empty() {
+    let mut res = redirect(&if next.is_empty() {
         "/keys".to_owned()
     } else {
         safe_next(next)
-    }))
+    });
+    super::device::remember(&mut res, &state.cookie_key, https, &user.username, device);
+    Ok(res)
 }
 
 async fn logout(
@@ -265,8 +294,15 @@ async fn change_password(
     form: FormFields,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
+    // Wrong current passwords count like failed logins: a stolen session
+    // must not be a free password-guessing oracle.
+    let throttle_key = me.user.id.to_string();
+    if let Err(wait) = state.reauth_throttle.check(&throttle_key) {
+        tracing::info!(target: "keyward::audit", event = "reauth_throttled", user = %me.user.username, addr = %client_addr(&req));
+        return Err(WebError::TooManyRequests(wait.as_secs() + 1));
+    }
     let mut errors = FieldErrors::default();
-    let new = Password::parse(form.get("new_password"))
+    let new = Password::parse(form.get("new_password"), &me.user.username)
         .map_err(|e| errors.add("new_password", e))
         .ok();
     if form.get("new_password") != form.get("new_password_confirm") {
@@ -277,7 +313,11 @@ async fn change_password(
         && accounts::authenticate(&state.pool, &me.user.username, form.get("current_password").to_owned())
             .await?
             .is_some();
-    if !current_ok {
+    if current_ok {
+        state.reauth_throttle.succeed(&throttle_key);
+    } else {
+        tracing::info!(target: "keyward::audit", event = "reauth_failed", user = %me.user.username, addr = %client_addr(&req));
+        state.reauth_throttle.fail(&throttle_key);
         errors.add("current_password", "Your current password is not correct.");
     }
     let (Some(new), true) = (new, errors.is_empty()) else {
@@ -311,7 +351,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(login_form))
             .route(web::post().to(login)),
     )
-    .route("/logout", web::post().to(logout))
-    .route("/account", web::get().to(account))
-    .route("/account/password", web::post().to(change_password));
+    .service(web::resource("/logout").route(web::post().to(logout)))
+    .service(web::resource("/account").route(web::get().to(account)))
+    .service(web::resource("/account/password").route(web::post().to(change_password)));
 }

@@ -22,6 +22,12 @@ pub fn token(session: &Session) -> String {
     t
 }
 
+/// Forgets the session's token: the next page gets a new one. Called when
+/// the session changes hands (login, registration).
+pub fn rotate(session: &Session) {
+    session.remove(KEY);
+}
+
 pub fn verify(session: &Session, form: &FormFields) -> Result<(), WebError> {
     let sent = form.get("csrf_token");
     match session.get::<String>(KEY) {

@@ -117,7 +117,10 @@ impl ResponseError for WebError {
             Self::LoginRequired(_) => StatusCode::SEE_OTHER,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unexpected(e) if e.downcast_ref::<crate::db::Unavailable>().is_some() => {
+            Self::Unexpected(e)
+                if e.downcast_ref::<crate::db::Unavailable>().is_some()
+                    || e.downcast_ref::<crate::accounts::password::Busy>().is_some() =>
+            {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -143,7 +146,11 @@ impl ResponseError for WebError {
                 .finish();
         };
         if let Self::Unexpected(e) = self {
-            tracing::error!(error = ?e, "request failed");
+            if e.downcast_ref::<crate::accounts::password::Busy>().is_some() {
+                tracing::warn!(error = %e, "request shed: try again shortly");
+            } else {
+                tracing::error!(error = ?e, "request failed");
+            }
         }
         // Drawn for a visitor: `with_user` draws it again for a logged-in one.
         view.respond(Page::anonymous(view.heading))

@@ -62,16 +62,45 @@ impl KeyRow {
 struct KeysPage {
     page: Page,
     keys: Vec<KeyRow>,
+    /// All the user's keys, on every page.
+    total: i64,
+    /// The link to the next (older) page, if any.
+    next: Option<String>,
+    /// Whether this is a later page (then "Newest keys" links back).
+    later_page: bool,
+    max_keys: u32,
 }
 
-async fn list(session: Session, state: web::Data<AppState>, me: CurrentUser) -> Result<HttpResponse, WebError> {
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+}
+
+async fn list(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    me: CurrentUser,
+) -> Result<HttpResponse, WebError> {
     let now = crate::time::now();
-    let keys = keys::list(&state.pool, state.verifier.last_used(), me.user.id).await?;
+    let after = match web::Query::<PageQuery>::from_query(req.query_string()) {
+        Ok(q) => match q.into_inner().after.filter(|a| !a.is_empty()) {
+            None => None,
+            Some(a) => Some(keys::Cursor::parse(&a).ok_or(WebError::BadRequest("That page of keys does not exist."))?),
+        },
+        Err(_) => return Err(WebError::BadRequest("That page of keys does not exist.")),
+    };
+    let later_page = after.is_some();
+    let page = keys::list(&state.pool, state.verifier.last_used(), me.user.id, after).await?;
     render(
         StatusCode::OK,
         &KeysPage {
             page: Page::new(&session, &state, Some(&me.user), "API keys"),
-            keys: keys.iter().map(|k| KeyRow::new(k, now)).collect(),
+            keys: page.keys.iter().map(|k| KeyRow::new(k, now)).collect(),
+            total: page.total,
+            next: page.next.map(|c| format!("/keys?after={c}")),
+            later_page,
+            max_keys: state.settings.max_keys_per_user,
         },
     )
 }
@@ -144,6 +173,7 @@ async fn create(
     };
     let request = NewKeyRequest {
         user_id: me.user.id,
+        max_keys: state.settings.max_keys_per_user,
         name,
         scopes,
         expires_in_days,
@@ -153,6 +183,13 @@ async fn create(
         Ok(x) => x,
         Err(CreateKeyError::NameTaken) => {
             errors.add("name", "You already have a key with this name. Choose another name.");
+            return rerender(errors);
+        }
+        Err(CreateKeyError::TooMany(max)) => {
+            errors.add(
+                "name",
+                format!("You have {max} keys, the most an account may hold. Delete a key you no longer use, then create this one."),
+            );
             return rerender(errors);
         }
         Err(CreateKeyError::Unexpected(e)) => return Err(e.into()),
@@ -187,8 +224,9 @@ async fn find_own(state: &AppState, user_id: i64, id: &str) -> Result<KeyInfo, W
     if !keys::format::is_key_id(id) {
         return Err(WebError::NotFound);
     }
-    let all = keys::list(&state.pool, state.verifier.last_used(), user_id).await?;
-    all.into_iter().find(|k| k.id == id).ok_or(WebError::NotFound)
+    keys::find_own(&state.pool, state.verifier.last_used(), user_id, id)
+        .await?
+        .ok_or(WebError::NotFound)
 }
 
 async fn confirm_delete(
@@ -241,7 +279,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
-    .route("/keys/new", web::get().to(new_form))
+    .service(web::resource("/keys/new").route(web::get().to(new_form)))
     .service(
         web::resource("/keys/{id}/delete")
             .route(web::get().to(confirm_delete))

@@ -8,6 +8,7 @@ pub mod error;
 pub mod forms;
 pub mod keys;
 pub mod password;
+pub mod device;
 pub mod session;
 
 use actix_session::Session;
@@ -120,19 +121,62 @@ async fn index(user: Option<CurrentUser>) -> HttpResponse {
     }
 }
 
-async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    let ok = crate::db::run(&state.pool, |conn| {
+/// What the last health check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// Reads work, writes fail (disk full, read-only file system).
+    WritesFailing,
+    /// The database does not answer.
+    Unavailable,
+}
+
+/// The last health check, reused for a second: a probe writes a row, and a
+/// flood of `/healthz` must not become a flood of writes.
+#[derive(Default)]
+pub struct HealthCache(tokio::sync::Mutex<Option<(std::time::Instant, Health)>>);
+
+async fn probe(state: &AppState) -> Health {
+    let mut last = state.health.0.lock().await;
+    if let Some((at, health)) = *last {
+        if at.elapsed() < std::time::Duration::from_secs(1) {
+            return health;
+        }
+    }
+    let read = crate::db::run(&state.pool, |conn| {
         use diesel::RunQueryDsl;
         diesel::sql_query("SELECT 1").execute(conn)?;
         Ok(())
     })
     .await;
-    match ok {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+    let health = match read {
         Err(e) => {
-            tracing::error!(error = ?e, "health check failed");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+            tracing::error!(error = ?e, "health check: the database does not answer");
+            Health::Unavailable
         }
+        Ok(()) => match crate::db::run(&state.pool, |conn| Ok(crate::db::write_probe(conn)?)).await {
+            Ok(()) => Health::Ok,
+            Err(e) => {
+                tracing::error!(error = ?e, "health check: the database refuses writes");
+                Health::WritesFailing
+            }
+        },
+    };
+    *last = Some((std::time::Instant::now(), health));
+    health
+}
+
+/// `GET /healthz`: 200 `{"status":"ok"}` when the database answers and
+/// takes writes; 503 otherwise, saying which.
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    match probe(&state).await {
+        Health::Ok => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Health::WritesFailing => HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
+            .json(serde_json::json!({"status": "degraded", "database": "writes_failing"})),
+        Health::Unavailable => HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
+            .json(serde_json::json!({"status": "unavailable", "database": "unreachable"})),
     }
 }
 
@@ -141,8 +185,8 @@ pub async fn not_found() -> Result<HttpResponse, WebError> {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/healthz", web::get().to(healthz))
+    cfg.service(web::resource("/").route(web::get().to(index)))
+        .service(web::resource("/healthz").route(web::get().to(healthz)))
         .configure(auth::configure)
         .configure(keys::configure)
         .configure(password::configure)

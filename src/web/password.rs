@@ -77,12 +77,14 @@ async fn forgot(
         let lifetime = Duration::minutes(state.settings.reset_token_minutes as i64);
         actix_web::rt::spawn(async move {
             match accounts::request_password_reset(&state.pool, email.as_str().to_owned(), lifetime).await {
-                Ok(Some((user, token))) => {
-                    tracing::info!(target: "keyward::audit", event = "reset_requested", user = %user.username, addr = %address);
-                    send_reset_mail(&state, &user, &token);
-                }
-                Ok(None) => {
+                Ok(issued) if issued.is_empty() => {
                     tracing::info!(target: "keyward::audit", event = "reset_requested_unknown", addr = %address)
+                }
+                Ok(issued) => {
+                    for (user, token) in issued {
+                        tracing::info!(target: "keyward::audit", event = "reset_requested", user = %user.username, addr = %address);
+                        send_reset_mail(&state, &user, &token);
+                    }
                 }
                 Err(e) => tracing::error!(error = ?e, "reset request failed"),
             }
@@ -197,21 +199,21 @@ async fn reset(
     form: FormFields,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
+    let Some(token) = ResetToken::parse(form.get("token")) else {
+        return ResetPage::dead_link(&session, &state);
+    };
+    // Say a dead link is dead before asking for a better password.
+    let Some(owner) = accounts::reset_token_user(&state.pool, token.clone()).await? else {
+        return ResetPage::dead_link(&session, &state);
+    };
     let mut errors = FieldErrors::default();
-    let password = Password::parse(form.get("password"))
+    let password = Password::parse(form.get("password"), &owner.username)
         .map_err(|e| errors.add("password", e))
         .ok();
     if form.get("password") != form.get("password_confirm") {
         errors.add("password_confirm", "The two passwords do not match.");
     }
-    let Some(token) = ResetToken::parse(form.get("token")) else {
-        return ResetPage::dead_link(&session, &state);
-    };
     let (Some(password), true) = (password, errors.is_empty()) else {
-        // Say a dead link is dead before asking for a better password.
-        if accounts::reset_token_user(&state.pool, token.clone()).await?.is_none() {
-            return ResetPage::dead_link(&session, &state);
-        }
         return render(
             StatusCode::UNPROCESSABLE_ENTITY,
             &ResetPage::new(&session, &state, Some(token.expose().to_owned()), errors),

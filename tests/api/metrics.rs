@@ -4,12 +4,27 @@ use crate::helpers::*;
 use keyward::keys::format::{self, KeyTag};
 use reqwest::{Client, StatusCode};
 
+const METRICS_TOKEN: &str = "scrape-me-3f9a";
+
+async fn app_with_metrics(flush_seconds: u64) -> TestApp {
+    spawn_app_with(|s| {
+        s.last_used_flush_seconds = flush_seconds;
+        s.metrics_token = Some(METRICS_TOKEN.to_owned().into());
+    })
+    .await
+}
+
 /// Every sample of a scrape, `series value` per line.
 struct Scrape(String);
 
 impl Scrape {
     async fn of(app: &TestApp) -> Self {
-        let res = Client::new().get(app.url("/metrics")).send().await.unwrap();
+        let res = Client::new()
+            .get(app.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         Self(res.text().await.unwrap())
     }
@@ -27,7 +42,7 @@ impl Scrape {
 
 #[actix_web::test]
 async fn the_counters_move_with_each_kind_of_call() {
-    let app = spawn_app_with(|s| s.last_used_flush_seconds = 3600).await;
+    let app = app_with_metrics(3600).await;
     app.signed_up("alice").await;
     let key = app.create_key("ci", &[]).await;
     let unknown = format::generate(&KeyTag::parse("kw").unwrap());
@@ -69,10 +84,15 @@ async fn the_counters_move_with_each_kind_of_call() {
 }
 
 #[actix_web::test]
-async fn metrics_are_plain_text_for_anyone_and_set_no_cookie() {
-    let app = spawn_app().await;
+async fn metrics_are_plain_text_for_the_token_holder_and_set_no_cookie() {
+    let app = app_with_metrics(1).await;
 
-    let res = Client::new().get(app.url("/metrics")).send().await.unwrap();
+    let res = Client::new()
+        .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(res.status(), StatusCode::OK);
     let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
@@ -80,6 +100,29 @@ async fn metrics_are_plain_text_for_anyone_and_set_no_cookie() {
     assert!(res.headers().get("set-cookie").is_none());
     let body = res.text().await.unwrap();
     assert!(body.contains("# TYPE keyward_key_verification_duration_seconds histogram"));
+}
+
+#[actix_web::test]
+async fn metrics_need_the_token_and_are_not_served_without_one() {
+    let with_token = app_with_metrics(1).await;
+    for sent in [None, Some("wrong"), Some("scrape-me-3f9")] {
+        let mut req = Client::new().get(with_token.url("/metrics"));
+        if let Some(t) = sent {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{sent:?}");
+        assert!(!res.text().await.unwrap().contains("keyward_key"), "{sent:?}");
+    }
+
+    let without = spawn_app().await;
+    let res = Client::new()
+        .get(without.url("/metrics"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
 #[actix_web::test]
