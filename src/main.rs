@@ -104,8 +104,7 @@ async fn run() -> anyhow::Result<()> {
         Command::User(UserCommand::Create { name, email }) => {
             let username = domain::Username::parse(&name).map_err(anyhow::Error::msg)?;
             let email = domain::Email::parse(&email).map_err(anyhow::Error::msg)?;
-            let password =
-                domain::Password::parse(&read_password()?, username.as_str()).map_err(anyhow::Error::msg)?;
+            let password = domain::Password::parse(&read_password()?, username.as_str()).map_err(anyhow::Error::msg)?;
             std::fs::create_dir_all(&settings.data_dir)?;
             let pool = keyward::db::connect(&settings.database())?;
             let registered = accounts::register(&pool, username, email, password)

@@ -65,7 +65,11 @@ impl Email {
         // The mailer's own rules too (dots at the ends or doubled in the
         // local part, hyphens at the ends of a label): an address it would
         // refuse must not be accepted here and fail later.
-        if s.parse::<lettre::Address>().is_err() || domain.split('.').any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-')) {
+        if s.parse::<lettre::Address>().is_err()
+            || domain
+                .split('.')
+                .any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-'))
+        {
             return Err(msg);
         }
         Ok(Self(s))
@@ -194,7 +198,11 @@ mod tests {
     #[test]
     fn blank_invisible_and_username_passwords_are_refused() {
         assert!(Password::parse("          ", "bob").is_err());
-        assert!(Password::parse("\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}", "bob").is_err());
+        assert!(Password::parse(
+            "\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}\u{200B}",
+            "bob"
+        )
+        .is_err());
         assert!(Password::parse(" \u{3164}\u{FEFF}\t\u{2800}   \u{00A0} ", "bob").is_err());
         assert!(Password::parse("alice.smith", "alice.smith").is_err());
         assert!(Password::parse("Alice.Smith", "alice.smith").is_err());

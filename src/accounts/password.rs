@@ -213,10 +213,7 @@ fn hash_jobs(rx: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    priority: Priority,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> anyhow::Result<T> {
+async fn blocking<T: Send + 'static>(priority: Priority, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
     let slot = Slot::take(priority)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {

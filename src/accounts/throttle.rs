@@ -250,12 +250,17 @@ mod tests {
         for addr in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"] {
             l.failed(&Attempt::new("alice", addr, None));
         }
-        assert!(l.check(&Attempt::new("alice", "10.0.0.9", None)).is_err(), "account limit");
+        assert!(
+            l.check(&Attempt::new("alice", "10.0.0.9", None)).is_err(),
+            "account limit"
+        );
         assert!(l.check(&Attempt::new("alice", "10.0.0.1", Some("dev1".into()))).is_ok());
         for _ in 0..3 {
             l.failed(&Attempt::new("alice", "10.0.0.1", Some("dev1".into())));
         }
-        assert!(l.check(&Attempt::new("alice", "10.0.0.1", Some("dev1".into()))).is_err());
+        assert!(l
+            .check(&Attempt::new("alice", "10.0.0.1", Some("dev1".into())))
+            .is_err());
         assert!(l.check(&Attempt::new("alice", "10.0.0.1", Some("dev2".into()))).is_ok());
     }
 

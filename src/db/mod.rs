@@ -239,7 +239,11 @@ where
 pub fn write_probe(conn: &mut DbConnection) -> diesel::QueryResult<()> {
     use schema::health_probe::dsl::*;
     let now = crate::time::now();
-    if diesel::update(health_probe.find(1_i64)).set(checked_at.eq(now)).execute(conn)? == 0 {
+    if diesel::update(health_probe.find(1_i64))
+        .set(checked_at.eq(now))
+        .execute(conn)?
+        == 0
+    {
         diesel::insert_into(health_probe)
             .values((id.eq(1_i64), checked_at.eq(now)))
             .execute(conn)?;

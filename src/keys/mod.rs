@@ -226,7 +226,12 @@ fn merge_pending(k: &mut KeyInfo, last_used: &LastUsed) {
 }
 
 /// One of the user's keys (one query); `None` for anyone else's.
-pub async fn find_own(pool: &Pool, last_used: &LastUsed, user_id: i64, key_id: &str) -> anyhow::Result<Option<KeyInfo>> {
+pub async fn find_own(
+    pool: &Pool,
+    last_used: &LastUsed,
+    user_id: i64,
+    key_id: &str,
+) -> anyhow::Result<Option<KeyInfo>> {
     if !format::is_key_id(key_id) {
         return Ok(None);
     }

@@ -4,11 +4,11 @@
 pub mod assets;
 pub mod auth;
 pub mod csrf;
+pub mod device;
 pub mod error;
 pub mod forms;
 pub mod keys;
 pub mod password;
-pub mod device;
 pub mod session;
 
 use actix_session::Session;
@@ -135,6 +135,13 @@ pub enum Health {
 /// flood of `/healthz` must not become a flood of writes.
 #[derive(Default)]
 pub struct HealthCache(tokio::sync::Mutex<Option<(std::time::Instant, Health)>>);
+
+impl HealthCache {
+    /// Forgets the last answer: the next `/healthz` probes again.
+    pub async fn forget(&self) {
+        *self.0.lock().await = None;
+    }
+}
 
 async fn probe(state: &AppState) -> Health {
     let mut last = state.health.0.lock().await;

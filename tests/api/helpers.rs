@@ -351,7 +351,21 @@ impl Binary {
         Self::spawn(&path, env, Some(dir)).await
     }
 
+    /// `start`, under the given umask (e.g. "022").
+    pub async fn start_with_umask(dir: &std::path::Path, env: &[(&str, &str)], umask: &str) -> Self {
+        Self::spawn_as(dir, env, None, Some(umask)).await
+    }
+
     async fn spawn(dir: &std::path::Path, env: &[(&str, &str)], owned: Option<tempfile::TempDir>) -> Self {
+        Self::spawn_as(dir, env, owned, None).await
+    }
+
+    async fn spawn_as(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+        owned: Option<tempfile::TempDir>,
+        umask: Option<&str>,
+    ) -> Self {
         use std::process::{Command, Stdio};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -360,7 +374,18 @@ impl Binary {
             .port();
         let log = dir.join("keyward.log");
         let out = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        let mut command = match umask {
+            None => Command::new(env!("CARGO_BIN_EXE_keyward")),
+            Some(mask) => {
+                let mut sh = Command::new("sh");
+                sh.args([
+                    "-c",
+                    &format!("umask {mask} && exec \"$0\""),
+                    env!("CARGO_BIN_EXE_keyward"),
+                ]);
+                sh
+            }
+        };
         command
             .current_dir(dir)
             .env_remove("DATABASE_URL")

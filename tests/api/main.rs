@@ -1,5 +1,6 @@
 mod helpers;
 
+mod abuse;
 mod api;
 mod bad_input;
 mod cli;
@@ -7,6 +8,7 @@ mod instances;
 mod logs;
 mod mailbox;
 mod metrics;
+mod migrations;
 mod pages;
 mod password;
 mod pg;
