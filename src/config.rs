@@ -166,6 +166,14 @@ pub struct Settings {
         hide = true
     )]
     pub reset_token_minutes: u64,
+    /// Proxies (CIDRs) whose X-Forwarded-For / X-Real-IP name the client.
+    #[arg(
+        long,
+        env = "KEYWARD_TRUSTED_PROXIES",
+        default_value = "127.0.0.1/32,::1/128",
+        global = true
+    )]
+    pub trusted_proxies: crate::net::TrustedProxies,
     /// Accounts one client address may register per hour.
     #[arg(
         long,
@@ -217,6 +225,7 @@ impl Settings {
             login_lockout_seconds: 30,
             reset_token_minutes: 30,
             last_used_flush_seconds: 2,
+            trusted_proxies: crate::net::TrustedProxies::loopback(),
             registrations_per_hour: 20,
             max_keys_per_user: 100,
             metrics_token: None,

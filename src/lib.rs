@@ -10,6 +10,7 @@ pub mod files;
 pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod net;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -94,6 +94,7 @@ impl Application {
         let idle = settings.session_idle();
         let max = settings.session_max();
         let app_state = state.clone();
+        let trusted = web::Data::new(settings.trusted_proxies.clone());
         let mut server = HttpServer::new(move || {
             let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                 .cookie_name(cookie_name.to_owned())
@@ -113,6 +114,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::Data::from(app_state.verifier.clone()))
+                .app_data(trusted.clone())
                 .app_data(web::PayloadConfig::new(crate::web::forms::FORM_LIMIT))
                 .wrap(from_fn(crate::web::assets::security_headers))
                 .wrap(from_fn(crate::web::assets::head_as_get))

@@ -26,7 +26,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, Respon
 
 use crate::keys::{Verified, VerifiedKey, Verifier, VerifyError};
 use crate::metrics::Outcome;
-use crate::web::client_addr;
+use crate::net::client_addr;
 
 /// JSON errors of the API, with their `WWW-Authenticate` challenges.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`, protected by the guard, and `/metrics`.
 
+pub mod forward_auth;
 pub mod guard;
 
 use actix_web::http::header::{self, ContentType};
@@ -186,6 +187,7 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
+    cfg.service(web::resource("/auth/verify").route(web::route().to(forward_auth::verify)));
     cfg.service(
         web::scope("/api/v1")
             .service(web::resource("/ping").route(web::get().to(ping)))

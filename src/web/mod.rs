@@ -65,14 +65,9 @@ impl Page {
     }
 }
 
-/// Shows `message` on the next page this browser loads.
-/// The client's IP address, as logged and as the per-address limits count
-/// it: the TCP peer. Forwarded headers are not trusted (anyone can send
-/// them); behind a proxy every client shares the proxy's address.
-pub fn client_addr(req: &actix_web::HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
-}
+pub use crate::net::client_addr;
 
+/// Shows `message` on the next page this browser loads.
 pub fn flash(session: &Session, message: impl Into<String>) {
     if let Err(e) = session.insert(FLASH, message.into()) {
         tracing::warn!(error = %e, "cannot store flash message");

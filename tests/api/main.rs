@@ -4,6 +4,7 @@ mod abuse;
 mod api;
 mod bad_input;
 mod cli;
+mod forward_auth;
 mod instances;
 mod logs;
 mod mailbox;

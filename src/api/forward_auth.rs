@@ -1,0 +1,82 @@
+//! `/auth/verify`: forward authentication for services behind a proxy
+//! (nginx `auth_request`, Caddy `forward_auth`, Traefik ForwardAuth, Envoy
+//! `ext_authz`). The proxy forwards the request's headers; the key is taken
+//! from them exactly as the guard takes it (same verifier, same caches,
+//! same refusals), and the scopes the route needs come from the auth URL
+//! the operator configured: `/auth/verify?scope=read&scope=write`.
+//!
+//! Accepted: `200` with an empty body and the caller in `X-Keyward-*`
+//! headers. Refused: the API's own `401`/`403` answers and challenges.
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::{ApiError, ApiKey};
+
+pub const USER: HeaderName = HeaderName::from_static("x-keyward-user");
+pub const KEY_ID: HeaderName = HeaderName::from_static("x-keyward-key-id");
+pub const KEY_PREFIX: HeaderName = HeaderName::from_static("x-keyward-key-prefix");
+pub const SCOPES: HeaderName = HeaderName::from_static("x-keyward-scopes");
+
+/// Scopes required at most in one auth URL.
+const MAX_SCOPES: usize = 32;
+
+/// The `scope` parameters of the query string; other parameters (a key
+/// someone put there, say) are ignored.
+fn required_scopes(query: &str) -> Result<Vec<String>, ApiError> {
+    let mut scopes = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name == "scope" {
+            for s in value.split(' ').filter(|s| !s.is_empty()) {
+                if scopes.len() == MAX_SCOPES || s.len() > 64 {
+                    return Err(ApiError::BadRequest("invalid_scope"));
+                }
+                scopes.push(s.to_owned());
+            }
+        }
+    }
+    Ok(scopes)
+}
+
+/// Any method; the body is never read.
+pub async fn verify(req: HttpRequest, key: ApiKey) -> Result<HttpResponse, ApiError> {
+    let missing: Vec<String> = required_scopes(req.query_string())?
+        .into_iter()
+        .filter(|s| !key.has_scope(s))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::InsufficientScope(missing.join(" ")));
+    }
+    let mut res = HttpResponse::Ok();
+    let scopes = key.scopes().collect::<Vec<_>>().join(" ");
+    // Usernames, prefixes and scopes are plain ASCII by construction; a
+    // value that could not be a header is left out rather than mangled.
+    for (name, value) in [
+        (USER, key.username()),
+        (KEY_ID, key.key_id()),
+        (KEY_PREFIX, key.prefix()),
+        (SCOPES, scopes.as_str()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            res.insert_header((name, v));
+        }
+    }
+    // An empty body, announced with `Content-Length: 0`: nginx closes a
+    // kept-alive connection to an auth service whose answer has a body.
+    Ok(res.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_come_from_repeated_or_spaced_parameters_only() {
+        assert_eq!(
+            required_scopes("scope=read&scope=write&key=kw_x&scope=a+b").unwrap(),
+            ["read", "write", "a", "b"]
+        );
+        assert!(required_scopes("").unwrap().is_empty());
+        assert!(required_scopes(&"scope=x&".repeat(40)).is_err());
+    }
+}

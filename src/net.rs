@@ -1,0 +1,207 @@
+//! The client's address: the TCP peer, or, when the peer is a proxy the
+//! operator trusts (`KEYWARD_TRUSTED_PROXIES`), the address that proxy
+//! forwarded. It drives the per-address limits, the logs and, for keys,
+//! the address allowlists. Outside `web/` and `api/` so both use it.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use actix_web::{web, HttpRequest};
+use ipnet::IpNet;
+
+/// The proxies whose `X-Forwarded-For` and `X-Real-IP` are believed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+/// Entries of a forwarded chain looked at, at most: the rest of a huge
+/// header is ignored.
+const MAX_HOPS: usize = 32;
+
+impl TrustedProxies {
+    /// Loopback only: a proxy on the same machine.
+    pub fn loopback() -> Self {
+        Self(vec![
+            IpNet::from_str("127.0.0.1/32").expect("valid network"),
+            IpNet::from_str("::1/128").expect("valid network"),
+        ])
+    }
+
+    /// Trusts no proxy: the peer is always the client.
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client behind `peer`, given the request's forwarding headers:
+    /// the right-most address of `X-Forwarded-For` that is not a trusted
+    /// proxy (each proxy appends the address it saw), else `X-Real-IP`,
+    /// else the peer. Headers from an untrusted peer are ignored; a
+    /// malformed one from a trusted peer falls back to the peer.
+    pub fn client(&self, peer: IpAddr, forwarded_for: &[&[u8]], real_ip: Option<&[u8]>) -> IpAddr {
+        let peer = canonical(peer);
+        if !self.contains(peer) {
+            return peer;
+        }
+        if !forwarded_for.is_empty() {
+            let mut chain = Vec::new();
+            for value in forwarded_for {
+                let Ok(text) = std::str::from_utf8(value) else {
+                    return peer;
+                };
+                chain.extend(text.split(',').map(str::trim));
+            }
+            let mut last = peer;
+            for entry in chain.iter().rev().take(MAX_HOPS) {
+                let Some(ip) = parse_entry(entry) else {
+                    return peer;
+                };
+                if !self.contains(ip) {
+                    return ip;
+                }
+                last = ip;
+            }
+            // Every hop is a trusted proxy: the first one is the client.
+            return last;
+        }
+        real_ip
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| parse_entry(v.trim()))
+            .unwrap_or(peer)
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    /// CIDRs or single addresses, separated by commas or spaces.
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split([',', ' ', '\n', '\t'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                IpNet::from_str(e)
+                    .or_else(|_| IpAddr::from_str(e).map(IpNet::from))
+                    .map_err(|_| format!("{e:?} is not an IP address or CIDR"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+}
+
+/// An IPv4 address mapped into IPv6 is the IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One entry of `X-Forwarded-For`: an address, possibly with a port
+/// (`1.2.3.4:5678`, `[::1]:80`).
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    if entry.len() > 64 {
+        return None;
+    }
+    if let Ok(ip) = IpAddr::from_str(entry) {
+        return Some(canonical(ip));
+    }
+    if let Ok(sock) = std::net::SocketAddr::from_str(entry) {
+        return Some(canonical(sock.ip()));
+    }
+    None
+}
+
+/// The client's address (see the module docs); `None` only when the
+/// connection has no peer address (a test request).
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req.app_data::<web::Data<TrustedProxies>>();
+    let Some(trusted) = trusted else {
+        return Some(canonical(peer));
+    };
+    let headers = req.headers();
+    let forwarded: Vec<&[u8]> = headers.get_all("x-forwarded-for").map(|v| v.as_bytes()).collect();
+    let real_ip = headers.get("x-real-ip").map(|v| v.as_bytes());
+    Some(trusted.client(peer, &forwarded, real_ip))
+}
+
+/// The client's address as text, for logs and the per-address limits.
+pub fn client_addr(req: &HttpRequest) -> String {
+    client_ip(req).map(|ip| ip.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let t = TrustedProxies::loopback();
+        assert_eq!(
+            t.client(ip("203.0.113.9"), &[b"1.2.3.4"], Some(b"5.6.7.8")),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn the_right_most_untrusted_hop_is_the_client() {
+        let t: TrustedProxies = "127.0.0.1/32, 10.0.0.0/8".parse().unwrap();
+        // The client forged the first entry; 198.51.100.7 reached our proxies.
+        let chain: &[&[u8]] = &[b"1.2.3.4, 198.51.100.7", b"10.1.2.3"];
+        assert_eq!(t.client(ip("127.0.0.1"), chain, None), ip("198.51.100.7"));
+        assert_eq!(
+            t.client(ip("127.0.0.1"), &[b"10.0.0.5, 10.0.0.6"], None),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            t.client(ip("127.0.0.1"), &[b"[2001:db8::1]:443"], None),
+            ip("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn x_real_ip_counts_only_without_x_forwarded_for() {
+        let t = TrustedProxies::loopback();
+        assert_eq!(t.client(ip("::1"), &[], Some(b" 192.0.2.1 ")), ip("192.0.2.1"));
+        assert_eq!(
+            t.client(ip("::1"), &[b"192.0.2.2"], Some(b"192.0.2.1")),
+            ip("192.0.2.2")
+        );
+    }
+
+    #[test]
+    fn malformed_or_huge_headers_fall_back_to_the_peer() {
+        let t = TrustedProxies::loopback();
+        let peer = ip("127.0.0.1");
+        assert_eq!(t.client(peer, &[b"not an address"], None), peer);
+        assert_eq!(t.client(peer, &[b"1.2.3.4, , 5.6.7.8"], None), peer);
+        assert_eq!(t.client(peer, &[b"\xff\xfe"], None), peer);
+        assert_eq!(t.client(peer, &[], Some(b"garbage")), peer);
+        let huge = format!("{}5.6.7.8", "1.2.3.4, ".repeat(10_000));
+        assert_eq!(t.client(peer, &[huge.as_bytes()], None), ip("5.6.7.8"));
+    }
+
+    #[test]
+    fn mapped_ipv4_is_ipv4() {
+        let t = TrustedProxies::loopback();
+        assert!(t.contains(ip("::ffff:127.0.0.1")));
+        assert_eq!(t.client(ip("::ffff:203.0.113.1"), &[], None), ip("203.0.113.1"));
+    }
+
+    #[test]
+    fn the_setting_parses_cidrs_and_addresses() {
+        let t: TrustedProxies = "10.0.0.0/8 192.168.1.1,::1/128".parse().unwrap();
+        assert!(t.contains(ip("10.9.9.9")) && t.contains(ip("192.168.1.1")) && t.contains(ip("::1")));
+        assert!(!t.contains(ip("192.168.1.2")));
+        assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
+        assert_eq!("".parse::<TrustedProxies>().unwrap(), TrustedProxies::none());
+    }
+}
