@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs the Debian packages the suite starts for real
-# (an SMTP server, PostgreSQL, Chromium) when they are missing, then runs
+# (an SMTP server, PostgreSQL, Chromium, nginx, Caddy) when they are missing, then runs
 # every test. Without root, missing packages are reported and the tests that
 # need them print "skipped: …".
 set -euo pipefail
@@ -13,6 +13,9 @@ pkg-config --exists openssl 2>/dev/null || need+=(pkg-config libssl-dev)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# Real proxies in front of /auth/verify (tests/api/proxies.rs).
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v caddy >/dev/null 2>&1 || need+=(caddy)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

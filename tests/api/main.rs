@@ -13,5 +13,6 @@ mod migrations;
 mod pages;
 mod password;
 mod pg;
+mod proxies;
 mod shutdown;
 mod smoke;
