@@ -30,6 +30,10 @@ fi
 # Pass 1: everything, the integration suite on SQLite.
 cargo test --locked --all-targets "$@"
 
+# The running server against its own OpenAPI document (schemathesis, from
+# PyPI into target/schemathesis-venv).
+bash scripts/schemathesis.sh
+
 # Pass 2: the same integration suite on PostgreSQL (a throwaway cluster the
 # harness starts on 127.0.0.1, or KEYWARD_TEST_DATABASE_URL when given).
 if [ -n "${KEYWARD_TEST_DATABASE_URL:-}" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

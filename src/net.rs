@@ -182,7 +182,8 @@ mod tests {
         let t = TrustedProxies::loopback();
         let peer = ip("127.0.0.1");
         assert_eq!(t.client(peer, &[b"not an address"], None), peer);
-        assert_eq!(t.client(peer, &[b"1.2.3.4, , 5.6.7.8"], None), peer);
+        assert_eq!(t.client(peer, &[b"1.2.3.4, 5.6.7.8, "], None), peer);
+        assert_eq!(t.client(peer, &[b"5.6.7.8", b"nonsense"], None), peer);
         assert_eq!(t.client(peer, &[b"\xff\xfe"], None), peer);
         assert_eq!(t.client(peer, &[], Some(b"garbage")), peer);
         let huge = format!("{}5.6.7.8", "1.2.3.4, ".repeat(10_000));

@@ -21,24 +21,50 @@ pub const SCOPES: HeaderName = HeaderName::from_static("x-keyward-scopes");
 /// Scopes required at most in one auth URL.
 const MAX_SCOPES: usize = 32;
 
-/// The `scope` parameters of the query string; other parameters (a key
-/// someone put there, say) are ignored.
+/// The `scope` parameters of the query string, one scope each; other
+/// parameters (a key someone put there, say) are ignored. An empty,
+/// overlong or oddly spelled scope is the operator's mistake in the auth
+/// URL: 400, never a silent "no scope needed".
 fn required_scopes(query: &str) -> Result<Vec<String>, ApiError> {
     let mut scopes = Vec::new();
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        if name == "scope" {
-            for s in value.split(' ').filter(|s| !s.is_empty()) {
-                if scopes.len() == MAX_SCOPES || s.len() > 64 {
-                    return Err(ApiError::BadRequest("invalid_scope"));
-                }
-                scopes.push(s.to_owned());
-            }
+        if name != "scope" {
+            continue;
         }
+        let well_formed =
+            (1..=64).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b));
+        if !well_formed || scopes.len() == MAX_SCOPES {
+            return Err(ApiError::BadRequest("invalid_scope"));
+        }
+        scopes.push(value.into_owned());
     }
     Ok(scopes)
 }
 
 /// Any method; the body is never read.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/auth/verify",
+    tag = "forward auth",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("scope" = Option<Vec<String>>, Query, explode, description = "Scopes the key must all carry",
+            max_items = 32, pattern = r"^[0-9A-Za-z:._-]{1,64}$"),
+    ),
+    responses(
+        (status = 200, description = "Accepted: an empty body, the caller in headers",
+            headers(
+                ("X-Keyward-User" = String, description = "The key owner's username"),
+                ("X-Keyward-Key-Id" = String, description = "The key's id"),
+                ("X-Keyward-Key-Prefix" = String, description = "The key's display prefix"),
+                ("X-Keyward-Scopes" = String, description = "The key's scopes, space-separated"),
+            )),
+        (status = 400, description = "A malformed `scope` in the auth URL", body = super::openapi::ErrorJson),
+        (status = 401, description = "No key, or an invalid one", body = super::openapi::ErrorJson),
+        (status = 403, description = "The key lacks a required scope", body = super::openapi::ErrorJson),
+        (status = 503, description = "The database is unavailable", body = super::openapi::ErrorJson),
+    )
+)]
 pub async fn verify(req: HttpRequest, key: ApiKey) -> Result<HttpResponse, ApiError> {
     let missing: Vec<String> = required_scopes(req.query_string())?
         .into_iter()
@@ -73,10 +99,18 @@ mod tests {
     #[test]
     fn scopes_come_from_repeated_or_spaced_parameters_only() {
         assert_eq!(
-            required_scopes("scope=read&scope=write&key=kw_x&scope=a+b").unwrap(),
-            ["read", "write", "a", "b"]
+            required_scopes("scope=read&scope=write&key=kw_x&scope=keys%3Aread").unwrap(),
+            ["read", "write", "keys:read"]
         );
         assert!(required_scopes("").unwrap().is_empty());
         assert!(required_scopes(&"scope=x&".repeat(40)).is_err());
+        for bad in [
+            "scope=",
+            "scope=a+b",
+            "scope=%C3%A9",
+            &format!("scope={}", "x".repeat(65)),
+        ] {
+            assert!(required_scopes(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -89,8 +89,14 @@ impl ResponseError for ApiError {
             res.insert_header((header::RETRY_AFTER, "1"));
         }
         let body = match self {
-            Self::InsufficientScope(s) => serde_json::json!({ "error": "insufficient_scope", "scope": s }),
-            other => serde_json::json!({ "error": other.to_string() }),
+            Self::InsufficientScope(s) => super::openapi::ErrorJson {
+                error: "insufficient_scope".to_owned(),
+                scope: Some(s.clone()),
+            },
+            other => super::openapi::ErrorJson {
+                error: other.to_string(),
+                scope: None,
+            },
         };
         res.json(body)
     }

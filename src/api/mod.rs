@@ -2,6 +2,7 @@
 
 pub mod forward_auth;
 pub mod guard;
+pub mod openapi;
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
@@ -13,16 +14,31 @@ use crate::keys::{self, KeyInfo, Verifier};
 use crate::state::AppState;
 use crate::time::rfc3339;
 
-#[derive(Serialize)]
-struct KeyJson {
+/// A key as its owner sees it: never a secret.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Key)]
+pub(crate) struct KeyJson {
+    #[schema(example = "3fJk9QzL")]
     id: String,
     name: String,
     prefix: String,
     scopes: Vec<String>,
     created_at: String,
+    /// RFC 3339, UTC; null when never used.
     last_used_at: Option<String>,
+    /// RFC 3339, UTC; null when it never expires.
     expires_at: Option<String>,
     expired: bool,
+}
+
+/// One page of the caller's keys, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct KeyList {
+    keys: Vec<KeyJson>,
+    /// All the caller's keys, on every page.
+    total: i64,
+    /// Pass as `?after=` for the next page; null on the last page.
+    next_after: Option<String>,
 }
 
 impl KeyJson {
@@ -40,17 +56,19 @@ impl KeyJson {
     }
 }
 
-#[derive(Serialize)]
-struct Whoami<'a> {
+/// Who is calling.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Whoami<'a> {
     user: &'a str,
     key: WhoamiKey<'a>,
 }
 
-#[derive(Serialize)]
-struct WhoamiKey<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct WhoamiKey<'a> {
     id: &'a str,
     name: &'a str,
     prefix: &'a str,
+    #[schema(value_type = Vec<String>)]
     scopes: ScopeList<'a>,
     expires_at: Option<String>,
 }
@@ -66,6 +84,17 @@ impl Serialize for ScopeList<'_> {
 
 /// `GET /api/v1/whoami`: any valid key. Serialised straight from the
 /// cached key (no intermediate JSON tree): this is the hot path's answer.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whoami",
+    tag = "keys",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller and the key it used", body = Whoami),
+        (status = 401, description = "No key, or an invalid one", body = openapi::ErrorJson),
+        (status = 503, description = "The database is unavailable", body = openapi::ErrorJson),
+    )
+)]
 async fn whoami(key: ApiKey) -> HttpResponse {
     let answer = Whoami {
         user: key.username(),
@@ -90,6 +119,12 @@ async fn whoami(key: ApiKey) -> HttpResponse {
 
 /// `GET /api/v1/ping`: no key, no database. A liveness probe, and the
 /// baseline the load test compares the guard against.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ping",
+    tag = "health",
+    responses((status = 200, description = "Always", body = openapi::StatusJson))
+)]
 async fn ping() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -129,9 +164,26 @@ struct PageQuery {
 /// `GET /api/v1/keys`: the caller's keys (scope `keys:read`), never a
 /// secret, newest first, 50 a page: `next_after` (when not null) is the
 /// `?after=` of the next page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "keys",
+    security(("bearer" = ["keys:read"]), ("api_key" = ["keys:read"])),
+    params(
+        ("after" = Option<String>, Query, description = "`next_after` of the previous page",
+            pattern = r"^[0-9]{1,15}_[0-9A-Za-z]{8}$"),
+    ),
+    responses(
+        (status = 200, description = "One page of the caller's keys", body = KeyList),
+        (status = 400, description = "A malformed `after`", body = openapi::ErrorJson),
+        (status = 401, description = "No key, or an invalid one", body = openapi::ErrorJson),
+        (status = 403, description = "The key lacks `keys:read`", body = openapi::ErrorJson),
+        (status = 503, description = "The database is unavailable", body = openapi::ErrorJson),
+    )
+)]
 async fn list_keys(key: ApiKey, req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let after = match web::Query::<PageQuery>::from_query(req.query_string()) {
-        Ok(q) => match q.into_inner().after.filter(|a| !a.is_empty()) {
+        Ok(q) => match q.into_inner().after {
             None => None,
             Some(a) => Some(keys::Cursor::parse(&a).ok_or(ApiError::BadRequest("invalid_cursor"))?),
         },
@@ -145,14 +197,28 @@ async fn list_keys(key: ApiKey, req: HttpRequest, state: web::Data<AppState>) ->
         })?;
     let now = crate::time::now();
     let keys: Vec<KeyJson> = page.keys.iter().map(|k| KeyJson::from_info(k, now)).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "keys": keys,
-        "total": page.total,
-        "next_after": page.next.map(|c| c.to_string()),
-    })))
+    Ok(HttpResponse::Ok().json(KeyList {
+        keys,
+        total: page.total,
+        next_after: page.next.map(|c| c.to_string()),
+    }))
 }
 
 /// `DELETE /api/v1/keys/{id}`: revokes one of the caller's keys (scope `keys:write`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    security(("bearer" = ["keys:write"]), ("api_key" = ["keys:write"])),
+    params(("id" = String, Path, description = "The key's id (the part after the tag)")),
+    responses(
+        (status = 204, description = "Revoked: refused from now on"),
+        (status = 401, description = "No key, or an invalid one", body = openapi::ErrorJson),
+        (status = 403, description = "The key lacks `keys:write`", body = openapi::ErrorJson),
+        (status = 404, description = "The caller has no such key", body = openapi::ErrorJson),
+        (status = 503, description = "The database is unavailable", body = openapi::ErrorJson),
+    )
+)]
 async fn delete_key(
     key: ApiKey,
     path: web::Path<String>,
@@ -191,6 +257,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .service(web::resource("/ping").route(web::get().to(ping)))
+            .service(web::resource("/openapi.json").route(web::get().to(openapi::document)))
             .service(web::resource("/whoami").route(web::get().to(whoami)))
             .service(
                 web::resource("/keys")

@@ -170,16 +170,33 @@ async fn probe(state: &AppState) -> Health {
 
 /// `GET /healthz`: 200 `{"status":"ok"}` when the database answers and
 /// takes writes; 503 otherwise, saying which.
-async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    match probe(&state).await {
-        Health::Ok => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
-        Health::WritesFailing => HttpResponse::ServiceUnavailable()
-            .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
-            .json(serde_json::json!({"status": "degraded", "database": "writes_failing"})),
-        Health::Unavailable => HttpResponse::ServiceUnavailable()
-            .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
-            .json(serde_json::json!({"status": "unavailable", "database": "unreachable"})),
-    }
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses(
+        (status = 200, description = "The database answers and takes writes", body = crate::api::openapi::StatusJson),
+        (status = 503, description = "`degraded`: writes fail; `unavailable`: no answer", body = crate::api::openapi::StatusJson),
+    )
+)]
+pub(crate) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    use crate::api::openapi::StatusJson;
+    let (status, database) = match probe(&state).await {
+        Health::Ok => {
+            return HttpResponse::Ok().json(StatusJson {
+                status: "ok",
+                database: None,
+            })
+        }
+        Health::WritesFailing => ("degraded", "writes_failing"),
+        Health::Unavailable => ("unavailable", "unreachable"),
+    };
+    HttpResponse::ServiceUnavailable()
+        .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
+        .json(StatusJson {
+            status,
+            database: Some(database),
+        })
 }
 
 pub async fn not_found() -> Result<HttpResponse, WebError> {

@@ -218,3 +218,26 @@ async fn garbage_forwarded_headers_from_a_trusted_proxy_do_no_harm() {
         assert_eq!(res.status(), StatusCode::OK, "{:.40}", value);
     }
 }
+
+#[actix_web::test]
+async fn the_openapi_document_describes_every_json_route() {
+    let app = spawn_app().await;
+
+    let res = Client::new().get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/v1/whoami",
+        "/api/v1/keys",
+        "/api/v1/keys/{id}",
+        "/auth/verify",
+        "/api/v1/ping",
+        "/healthz",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is described");
+    }
+    assert!(doc["paths"]["/auth/verify"]["post"]["responses"]["200"]["headers"]["X-Keyward-User"].is_object());
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+}
