@@ -66,6 +66,8 @@ fn database_with_keys(n: usize) -> (Pool, Vec<String>, tempfile::TempDir) {
                     scopes: "read write",
                     created_at: now,
                     expires_at: None,
+                    allowed_ips: "",
+                    rate_limit_per_minute: None,
                 },
             )?;
             keys.push(g.key.expose().to_owned());

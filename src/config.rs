@@ -183,6 +183,18 @@ pub struct Settings {
         hide = true
     )]
     pub registrations_per_hour: u32,
+    /// Security events are kept this many days.
+    #[arg(long, env = "KEYWARD_ACTIVITY_RETENTION_DAYS", default_value_t = 90, global = true)]
+    pub activity_retention_days: u32,
+    /// How often retired keys are removed and expiry reminders sent.
+    #[arg(
+        long,
+        env = "KEYWARD_REMINDER_SECONDS",
+        default_value_t = 60,
+        global = true,
+        hide = true
+    )]
+    pub reminder_seconds: u64,
     /// Keys one account may hold.
     #[arg(long, env = "KEYWARD_MAX_KEYS_PER_USER", default_value_t = 100, global = true)]
     pub max_keys_per_user: u32,
@@ -228,6 +240,8 @@ impl Settings {
             trusted_proxies: crate::net::TrustedProxies::loopback(),
             registrations_per_hour: 20,
             max_keys_per_user: 100,
+            activity_retention_days: 90,
+            reminder_seconds: 60,
             metrics_token: None,
             workers: None,
         }

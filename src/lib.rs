@@ -3,6 +3,7 @@
 //! `web`/`api` handlers → domain modules (`accounts`, `keys`) → `db`.
 
 pub mod accounts;
+pub mod activity;
 pub mod api;
 pub mod config;
 pub mod db;
@@ -11,6 +12,7 @@ pub mod keys;
 pub mod mail;
 pub mod metrics;
 pub mod net;
+pub mod notices;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

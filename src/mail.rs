@@ -45,6 +45,8 @@ pub enum MailKind {
     PasswordChanged,
     /// Another account was registered with this address.
     AddressReused,
+    /// A key was created, rotated, deleted, or is about to stop working.
+    KeyNotice,
 }
 
 impl Mailer {

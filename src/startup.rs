@@ -116,6 +116,7 @@ impl Application {
                 .app_data(web::Data::from(app_state.verifier.clone()))
                 .app_data(trusted.clone())
                 .app_data(web::PayloadConfig::new(crate::web::forms::FORM_LIMIT))
+                .wrap(from_fn(crate::api::guard::add_rate_limit_headers))
                 .wrap(from_fn(crate::web::assets::security_headers))
                 .wrap(from_fn(crate::web::assets::head_as_get))
                 // The API needs no cookies: it sits outside the session layers.
@@ -204,10 +205,16 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
         let every = Duration::from_secs(state.settings.last_used_flush_seconds.max(1));
         let mut tick = actix_web::rt::time::interval(every);
         let mut since_prune = Duration::ZERO;
+        let mut since_reminders = Duration::ZERO;
         loop {
             tick.tick().await;
             if let Err(e) = state.verifier.last_used().flush(&state.pool).await {
                 tracing::warn!(error = ?e, "last-used flush failed; will retry");
+            }
+            since_reminders += every;
+            if since_reminders >= Duration::from_secs(state.settings.reminder_seconds.max(1)) {
+                since_reminders = Duration::ZERO;
+                keep_keys(&state).await;
             }
             since_prune += every;
             if since_prune >= Duration::from_secs(3600) {
@@ -225,9 +232,24 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 if let Err(e) = pruned {
                     tracing::warn!(error = ?e, "session pruning failed");
                 }
+                let keep = chrono::Duration::days(i64::from(state.settings.activity_retention_days));
+                if let Err(e) = crate::activity::prune(&state.pool, crate::time::now() - keep).await {
+                    tracing::warn!(error = ?e, "activity pruning failed");
+                }
             }
         }
     });
+}
+
+/// Removes keys past their grace period and sends the reminders that are
+/// due (each once: see `notices`).
+pub async fn keep_keys(state: &AppState) {
+    if let Err(e) = crate::keys::lifecycle::remove_retired(&state.pool, &state.verifier).await {
+        tracing::warn!(error = ?e, "removing retired keys failed");
+    }
+    if let Err(e) = crate::notices::send_due_reminders(state, state.verifier.now()).await {
+        tracing::warn!(error = ?e, "sending key reminders failed");
+    }
 }
 
 /// The cookie signing/encryption key: generated on first start into the data

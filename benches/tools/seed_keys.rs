@@ -61,6 +61,8 @@ fn main() -> anyhow::Result<()> {
                         scopes: "read",
                         created_at: now,
                         expires_at: None,
+                        allowed_ips: "",
+                        rate_limit_per_minute: None,
                     },
                 )?;
                 if i < print {

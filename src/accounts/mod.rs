@@ -92,6 +92,15 @@ pub async fn authenticate(pool: &Pool, username: &str, password: String) -> anyh
     }
 }
 
+/// The account with this username (as typed: trimmed, any case).
+pub async fn find_user(pool: &Pool, username: &str) -> anyhow::Result<Option<User>> {
+    let name = username.trim().to_ascii_lowercase();
+    if name.is_empty() || name.len() > 64 {
+        return Ok(None);
+    }
+    db::run(pool, move |conn| Ok(users::find_by_username(conn, &name)?)).await
+}
+
 pub async fn start_session(pool: &Pool, user_id: i64) -> anyhow::Result<SessionToken> {
     db::run(pool, move |conn| {
         Ok(sessions::create(conn, user_id, crate::time::now())?)

@@ -61,17 +61,27 @@ fn required_scopes(query: &str) -> Result<Vec<String>, ApiError> {
             )),
         (status = 400, description = "A malformed `scope` in the auth URL", body = super::openapi::ErrorJson),
         (status = 401, description = "No key, or an invalid one", body = super::openapi::ErrorJson),
-        (status = 403, description = "The key lacks a required scope", body = super::openapi::ErrorJson),
+        (status = 403, description = "The key lacks a required scope, or is used from an address its allowlist does not name", body = super::openapi::ErrorJson),
+        (status = 429, description = "The key is over its rate limit", body = super::openapi::ErrorJson),
         (status = 503, description = "The database is unavailable", body = super::openapi::ErrorJson),
     )
 )]
-pub async fn verify(req: HttpRequest, key: ApiKey) -> Result<HttpResponse, ApiError> {
-    let missing: Vec<String> = required_scopes(req.query_string())?
-        .into_iter()
+pub async fn verify(
+    req: HttpRequest,
+    key: ApiKey,
+    verifier: actix_web::web::Data<crate::keys::Verifier>,
+) -> Result<HttpResponse, ApiError> {
+    let required = required_scopes(req.query_string())?;
+    let missing: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
         .filter(|s| !key.has_scope(s))
         .collect();
     if !missing.is_empty() {
         return Err(ApiError::InsufficientScope(missing.join(" ")));
+    }
+    for scope in &required {
+        verifier.record_scope(&key, scope);
     }
     let mut res = HttpResponse::Ok();
     let scopes = key.scopes().collect::<Vec<_>>().join(" ");

@@ -24,6 +24,7 @@ use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::keys::restrictions::Decision;
 use crate::keys::{Verified, VerifiedKey, Verifier, VerifyError};
 use crate::metrics::Outcome;
 use crate::net::client_addr;
@@ -44,6 +45,12 @@ pub enum ApiError {
     /// A malformed request (the code names what was wrong).
     #[error("{0}")]
     BadRequest(&'static str),
+    /// The key's allowlist does not name the caller's address.
+    #[error("address_not_allowed")]
+    AddressNotAllowed,
+    /// The key is over its rate limit.
+    #[error("rate_limited")]
+    RateLimited(Decision),
 }
 
 impl ResponseError for ApiError {
@@ -54,6 +61,8 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::AddressNotAllowed => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -87,6 +96,12 @@ impl ResponseError for ApiError {
         }
         if let Self::Unavailable = self {
             res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let Self::RateLimited(d) = self {
+            res.insert_header((header::RETRY_AFTER, d.retry_after_secs));
+            for h in rate_limit_headers(d) {
+                res.insert_header(h);
+            }
         }
         let body = match self {
             Self::InsufficientScope(s) => super::openapi::ErrorJson {
@@ -130,6 +145,14 @@ impl ApiKey {
         } else {
             Err(ApiError::InsufficientScope(scope.to_owned()))
         }
+    }
+
+    /// `require`, and a scope the key has is recorded as used (its page
+    /// shows the scopes a key actually needed).
+    pub fn require_recorded(&self, scope: &str, verifier: &Verifier) -> Result<(), ApiError> {
+        self.require(scope)?;
+        verifier.record_scope(self, scope);
+        Ok(())
     }
 }
 
@@ -240,17 +263,72 @@ fn conclude(req: &HttpRequest, presented: &str, result: Result<Verified, VerifyE
     match result {
         Ok(v) => {
             tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username(), key = %v.prefix(), addr = %client_addr(req));
+            if let Some(d) = v.rate_limit() {
+                req.extensions_mut().insert(RateLimitState(d));
+            }
             Ok(ApiKey(v))
         }
         Err(VerifyError::Invalid) => {
             log_refusal(req, presented);
             Err(ApiError::InvalidToken)
         }
+        Err(VerifyError::AddressNotAllowed) => {
+            tracing::info!(target: "keyward::audit", event = "key_refused_address", key = %shown_prefix(presented), addr = %client_addr(req));
+            Err(ApiError::AddressNotAllowed)
+        }
+        Err(VerifyError::RateLimited(d)) => Err(ApiError::RateLimited(d)),
         Err(VerifyError::Unavailable(e)) => {
             tracing::error!(error = ?e, "key verification failed");
             Err(ApiError::Unavailable)
         }
     }
+}
+
+fn shown_prefix(presented: &str) -> &str {
+    crate::keys::format::parse_parts(presented)
+        .map(|p| p.display_prefix)
+        .unwrap_or_default()
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (the IETF
+/// draft's fields) of a limited key.
+pub fn rate_limit_headers(d: &Decision) -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(d.limit),
+        ),
+        (
+            header::HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(d.remaining),
+        ),
+        (
+            header::HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(d.reset_secs),
+        ),
+    ]
+}
+
+/// Put in a request's extensions when its key is rate-limited, so that
+/// `add_rate_limit_headers` can tell the client where it stands.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimitState(pub Decision);
+
+/// Middleware: adds the `RateLimit-*` headers to every answer to a call
+/// made with a rate-limited key. Wrap the app (or the routes the guard
+/// protects) with `actix_web::middleware::from_fn(add_rate_limit_headers)`.
+pub async fn add_rate_limit_headers(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let state = res.request().extensions().get::<RateLimitState>().copied();
+    if let Some(RateLimitState(d)) = state {
+        for (name, value) in rate_limit_headers(&d) {
+            res.headers_mut().insert(name, value);
+        }
+    }
+    Ok(res)
 }
 
 /// What extracting an `ApiKey` returns: most calls are decided from memory
@@ -304,7 +382,8 @@ impl FromRequest for ApiKey {
                 return ApiKeyFuture::decided(Err(e));
             }
         };
-        if let Some(result) = verifier.verify_cached(presented) {
+        let client = crate::net::client_ip(req);
+        if let Some(result) = verifier.verify_cached_from(presented, client) {
             return ApiKeyFuture::decided(conclude(req, presented, result));
         }
         let req = req.clone();
@@ -313,7 +392,7 @@ impl FromRequest for ApiKey {
                 return Err(ApiError::Unavailable);
             };
             let presented = presented_key(&req)?;
-            let result = verifier.verify(presented).await;
+            let result = verifier.verify_from(presented, client).await;
             conclude(&req, presented, result)
         })))
     }
@@ -373,7 +452,10 @@ where
         Box::pin(async move {
             let checked = match req.extract::<ApiKey>().await {
                 Ok(key) => {
-                    let allowed = key.require(&scope);
+                    let allowed = match req.app_data::<web::Data<Verifier>>() {
+                        Some(v) => key.require_recorded(&scope, v),
+                        None => Err(ApiError::Unavailable),
+                    };
                     // The handler's own `ApiKey` is then taken from here,
                     // not verified a second time.
                     req.extensions_mut().insert(key);

@@ -29,6 +29,16 @@ pub(crate) struct KeyJson {
     /// RFC 3339, UTC; null when it never expires.
     expires_at: Option<String>,
     expired: bool,
+    /// `active`, or `retiring` once rotated (then `retires_at` says until
+    /// when it works).
+    #[schema(example = "active")]
+    state: &'static str,
+    retires_at: Option<String>,
+    /// The address of the last accepted call.
+    last_used_address: Option<String>,
+    /// Networks the key may be used from; empty for anywhere.
+    allowed_ips: Vec<String>,
+    rate_limit_per_minute: Option<i32>,
 }
 
 /// One page of the caller's keys, newest first.
@@ -52,6 +62,11 @@ impl KeyJson {
             last_used_at: k.last_used_at.map(rfc3339),
             expires_at: k.expires_at.map(rfc3339),
             expired: k.is_expired(now),
+            state: k.state(now),
+            retires_at: k.retires_at.map(rfc3339),
+            last_used_address: k.last_used_address.clone(),
+            allowed_ips: k.allowed_ips.split_whitespace().map(str::to_owned).collect(),
+            rate_limit_per_minute: k.rate_limit_per_minute,
         }
     }
 }
@@ -92,6 +107,8 @@ impl Serialize for ScopeList<'_> {
     responses(
         (status = 200, description = "The caller and the key it used", body = Whoami),
         (status = 401, description = "No key, or an invalid one", body = openapi::ErrorJson),
+        (status = 403, description = "Used from an address the key's allowlist does not name", body = openapi::ErrorJson),
+        (status = 429, description = "The key is over its rate limit", body = openapi::ErrorJson),
         (status = 503, description = "The database is unavailable", body = openapi::ErrorJson),
     )
 )]
@@ -177,7 +194,8 @@ struct PageQuery {
         (status = 200, description = "One page of the caller's keys", body = KeyList),
         (status = 400, description = "A malformed `after`", body = openapi::ErrorJson),
         (status = 401, description = "No key, or an invalid one", body = openapi::ErrorJson),
-        (status = 403, description = "The key lacks `keys:read`", body = openapi::ErrorJson),
+        (status = 403, description = "The key lacks `keys:read`, or its allowlist does not name the caller", body = openapi::ErrorJson),
+        (status = 429, description = "The key is over its rate limit", body = openapi::ErrorJson),
         (status = 503, description = "The database is unavailable", body = openapi::ErrorJson),
     )
 )]
@@ -214,25 +232,65 @@ async fn list_keys(key: ApiKey, req: HttpRequest, state: web::Data<AppState>) ->
     responses(
         (status = 204, description = "Revoked: refused from now on"),
         (status = 401, description = "No key, or an invalid one", body = openapi::ErrorJson),
-        (status = 403, description = "The key lacks `keys:write`", body = openapi::ErrorJson),
+        (status = 403, description = "The key lacks `keys:write`, or its allowlist does not name the caller", body = openapi::ErrorJson),
+        (status = 429, description = "The key is over its rate limit", body = openapi::ErrorJson),
         (status = 404, description = "The caller has no such key", body = openapi::ErrorJson),
         (status = 503, description = "The database is unavailable", body = openapi::ErrorJson),
     )
 )]
 async fn delete_key(
+    req: HttpRequest,
     key: ApiKey,
     path: web::Path<String>,
     state: web::Data<AppState>,
     verifier: web::Data<Verifier>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    let unavailable = |e: anyhow::Error| {
+        tracing::error!(error = ?e, "deleting key failed");
+        ApiError::Unavailable
+    };
+    let Some(target) = keys::find_own(&state.pool, verifier.last_used(), key.user_id, &id)
+        .await
+        .map_err(unavailable)?
+    else {
+        return Err(ApiError::NotFound);
+    };
     let deleted = keys::delete(&state.pool, &verifier, key.user_id, &id)
         .await
-        .map_err(|e| {
-            tracing::error!(error = ?e, "deleting key failed");
-            ApiError::Unavailable
-        })?;
+        .map_err(unavailable)?;
     if deleted {
+        let origin = crate::activity::Origin::new(
+            crate::net::client_addr(&req),
+            req.headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        );
+        crate::activity::record(
+            &state.pool,
+            key.user_id,
+            crate::activity::Event::KeyDeleted,
+            &origin,
+            &target.prefix,
+        )
+        .await;
+        let user_id = key.user_id;
+        let owner = crate::db::run(&state.pool, move |conn| {
+            Ok(crate::accounts::users::find_by_id(conn, user_id)?)
+        })
+        .await;
+        if let Ok(Some(owner)) = owner {
+            crate::notices::key_changed(
+                &state,
+                &owner,
+                crate::notices::KeyNotice::Deleted,
+                &target.name,
+                &target.prefix,
+                &origin.address,
+                Some(format!("Deleted through the API with key {}", key.prefix())),
+            );
+        }
         tracing::info!(
             target: "keyward::audit",
             event = "key_deleted",

@@ -35,6 +35,10 @@ struct KeyRow {
     created_at: NaiveDateTime,
     last_used_at: Option<NaiveDateTime>,
     expires_at: Option<NaiveDateTime>,
+    retires_at: Option<NaiveDateTime>,
+    last_used_address: Option<String>,
+    allowed_ips: String,
+    rate_limit_per_minute: Option<i32>,
 }
 
 #[derive(Queryable, Insertable)]

@@ -31,6 +31,46 @@ diesel::table! {
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         expires_at -> Nullable<Timestamp>,
+        retires_at -> Nullable<Timestamp>,
+        last_used_address -> Nullable<Text>,
+        allowed_ips -> Text,
+        rate_limit_per_minute -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    key_usage (key_id, hour) {
+        key_id -> Text,
+        hour -> Timestamp,
+        calls -> BigInt,
+    }
+}
+
+diesel::table! {
+    key_scope_use (key_id, scope) {
+        key_id -> Text,
+        scope -> Text,
+        last_used_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    activity_events (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        event -> Text,
+        at -> Timestamp,
+        address -> Text,
+        user_agent -> Text,
+        key_prefix -> Text,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    mail_claims (claim) {
+        claim -> Text,
+        claimed_at -> Timestamp,
     }
 }
 
@@ -53,5 +93,16 @@ diesel::table! {
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(password_reset_tokens -> users (user_id));
+diesel::joinable!(activity_events -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, user_sessions, api_keys, password_reset_tokens, health_probe);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    user_sessions,
+    api_keys,
+    password_reset_tokens,
+    health_probe,
+    key_usage,
+    key_scope_use,
+    activity_events,
+    mail_claims
+);

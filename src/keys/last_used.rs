@@ -1,13 +1,20 @@
-//! Last-used times, batched in memory.
+//! Uses of keys, batched in memory: the last-used time and address, calls
+//! per hour, and the scopes each key was checked for.
 //!
-//! Writing `last_used_at` on every API call would put a database write on
-//! the hot path (it cost Laravel Sanctum ~20% throughput and caused lock
-//! contention). Instead each accepted call records the time here, and a
-//! background task writes at most one update per key per interval, in one
-//! transaction, and once more on shutdown.
+//! Writing on every API call would put a database write on the hot path
+//! (it cost Laravel Sanctum ~20% throughput and caused lock contention).
+//! Instead each accepted call is recorded here, and a background task
+//! writes at most one update per key per interval (and per hour and scope
+//! used), in one transaction, and once more on shutdown.
+//!
+//! Each worker thread records into a shard of its own, so recording takes
+//! a lock no other worker takes; only the flush visits every shard.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDateTime;
 use diesel::Connection as _;
@@ -17,16 +24,17 @@ use super::store;
 use crate::db::{self, Pool};
 
 /// A key id held by value: a pending entry is one small map slot, with no
-/// string allocated for it (every key in use has one).
+/// string allocated for it.
 type Id = [u8; ID_LEN];
 
 fn id_of(key_id: &str) -> Option<Id> {
     Id::try_from(key_id.as_bytes()).ok()
 }
 
-/// A time as microseconds since 1970 (UTC): 8 bytes a pending key where a
-/// `NaiveDateTime` takes 12, which with every key in use is half a MiB.
+/// A time as microseconds since 1970 (UTC).
 type Stamp = i64;
+
+const HOUR: i64 = 3_600_000_000;
 
 fn stamp(at: NaiveDateTime) -> Stamp {
     at.and_utc().timestamp_micros()
@@ -36,53 +44,196 @@ fn time(at: Stamp) -> Option<NaiveDateTime> {
     chrono::DateTime::from_timestamp_micros(at).map(|t| t.naive_utc())
 }
 
-#[derive(Default)]
+/// What one key did since the last flush.
+#[derive(Clone, Debug, Default)]
+pub struct Use {
+    last: Stamp,
+    address: Option<IpAddr>,
+    /// Calls per hour (the hour's start, in microseconds): usually one.
+    hours: Vec<(Stamp, u64)>,
+    /// Scopes the key was checked for, with when last.
+    scopes: Vec<(Box<str>, Stamp)>,
+}
+
+impl Use {
+    fn call(&mut self, at: Stamp, address: Option<IpAddr>) {
+        if at >= self.last {
+            self.last = at;
+            if address.is_some() {
+                self.address = address;
+            }
+        }
+        let hour = at - at.rem_euclid(HOUR);
+        match self.hours.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, n)) => *n += 1,
+            None => self.hours.push((hour, 1)),
+        }
+    }
+
+    fn scope(&mut self, scope: &str, at: Stamp) {
+        match self.scopes.iter_mut().find(|(s, _)| &**s == scope) {
+            Some((_, t)) => *t = (*t).max(at),
+            None => self.scopes.push((scope.into(), at)),
+        }
+    }
+
+    fn merge(&mut self, other: Use) {
+        if other.last >= self.last {
+            self.last = other.last;
+            if other.address.is_some() {
+                self.address = other.address;
+            }
+        }
+        for (hour, n) in other.hours {
+            match self.hours.iter_mut().find(|(h, _)| *h == hour) {
+                Some((_, m)) => *m += n,
+                None => self.hours.push((hour, n)),
+            }
+        }
+        for (scope, at) in other.scopes {
+            self.scope(&scope, at);
+        }
+    }
+}
+
+type Shard = Mutex<HashMap<Id, Use>>;
+
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's shard of each `LastUsed` it has recorded into.
+    static SHARDS: RefCell<Vec<(u64, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+}
+
 pub struct LastUsed {
-    pending: Mutex<HashMap<Id, Stamp>>,
+    owner: u64,
+    shards: Mutex<Vec<Arc<Shard>>>,
+}
+
+impl Default for LastUsed {
+    fn default() -> Self {
+        Self {
+            owner: NEXT_OWNER.fetch_add(1, Relaxed),
+            shards: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl LastUsed {
-    /// Records a use of the key with this id; ids are 8 ASCII characters,
-    /// anything else is not a key id and is ignored.
+    /// Runs `f` on this thread's shard.
+    fn with_shard<T>(&self, f: impl FnOnce(&mut HashMap<Id, Use>) -> T) -> T {
+        let shard = SHARDS.with(|shards| {
+            let mut shards = shards.borrow_mut();
+            if let Some((_, s)) = shards.iter().find(|(o, _)| *o == self.owner) {
+                return s.clone();
+            }
+            let s: Arc<Shard> = Arc::default();
+            self.shards.lock().unwrap_or_else(|p| p.into_inner()).push(s.clone());
+            shards.push((self.owner, s.clone()));
+            s
+        });
+        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut map)
+    }
+
+    /// Records an accepted call of the key with this id, from `address`;
+    /// ids are 8 ASCII characters, anything else is ignored.
     pub fn record(&self, key_id: &str, at: NaiveDateTime) {
+        self.record_from(key_id, at, None);
+    }
+
+    pub fn record_from(&self, key_id: &str, at: NaiveDateTime, address: Option<IpAddr>) {
         if let Some(id) = id_of(key_id) {
-            self.record_id(id, stamp(at));
+            let at = stamp(at);
+            self.with_shard(|m| m.entry(id).or_default().call(at, address));
         }
     }
 
-    fn record_id(&self, id: Id, at: Stamp) {
-        let mut map = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let t = map.entry(id).or_insert(at);
-        if *t < at {
-            *t = at;
+    /// Records that the key was checked for `scope` (and had it).
+    pub fn record_scope(&self, key_id: &str, scope: &str, at: NaiveDateTime) {
+        if let Some(id) = id_of(key_id) {
+            let at = stamp(at);
+            self.with_shard(|m| m.entry(id).or_default().scope(scope, at));
         }
     }
 
-    /// A use recorded here but not yet written, so pages can show it at once.
-    pub fn pending(&self, key_id: &str) -> Option<NaiveDateTime> {
+    fn all_shards(&self) -> Vec<Arc<Shard>> {
+        self.shards.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A use recorded here but not yet written, so pages can show it at
+    /// once: its time and address.
+    pub fn pending_use(&self, key_id: &str) -> Option<(NaiveDateTime, Option<IpAddr>)> {
         let id = id_of(key_id)?;
-        let at = *self.pending.lock().unwrap_or_else(|p| p.into_inner()).get(&id)?;
-        time(at)
+        let mut best: Option<(Stamp, Option<IpAddr>)> = None;
+        for shard in self.all_shards() {
+            if let Some(u) = shard.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+                if u.last > 0 && best.is_none_or(|(t, _)| u.last > t) {
+                    best = Some((u.last, u.address));
+                }
+            }
+        }
+        let (at, address) = best?;
+        Some((time(at)?, address))
+    }
+
+    pub fn pending(&self, key_id: &str) -> Option<NaiveDateTime> {
+        self.pending_use(key_id).map(|(t, _)| t)
+    }
+
+    /// Calls recorded but not yet written, per hour.
+    pub fn pending_calls(&self, key_id: &str) -> Vec<(NaiveDateTime, u64)> {
+        let Some(id) = id_of(key_id) else {
+            return Vec::new();
+        };
+        let mut total = Use::default();
+        for shard in self.all_shards() {
+            if let Some(u) = shard.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+                total.merge(u.clone());
+            }
+        }
+        total.hours.iter().filter_map(|(h, n)| Some((time(*h)?, *n))).collect()
     }
 
     pub fn pending_count(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.all_shards()
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 
     pub fn forget(&self, key_id: &str) {
         if let Some(id) = id_of(key_id) {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            for shard in self.all_shards() {
+                shard.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            }
         }
     }
 
-    /// Empties the map into a list. The map keeps its table: with every
-    /// key in use it would otherwise be rebuilt after each flush, next to
-    /// the batch being written.
-    fn take(&self) -> Vec<(Id, Stamp)> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain().collect()
+    /// Empties every shard into one batch. The shards keep their tables:
+    /// with every key in use they would otherwise be rebuilt after each
+    /// flush.
+    fn take(&self) -> HashMap<Id, Use> {
+        let mut batch: HashMap<Id, Use> = HashMap::new();
+        for shard in self.all_shards() {
+            let drained: Vec<(Id, Use)> = shard.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+            for (id, u) in drained {
+                batch.entry(id).or_default().merge(u);
+            }
+        }
+        batch
     }
 
-    /// Writes every pending time in one transaction; on failure the batch is
+    /// Puts a batch back after a failed write, for the next try.
+    fn put_back(&self, batch: HashMap<Id, Use>) {
+        self.with_shard(|m| {
+            for (id, u) in batch {
+                m.entry(id).or_default().merge(u);
+            }
+        });
+    }
+
+    /// Writes every pending use in one transaction; on failure the batch is
     /// kept for the next try. Returns how many keys were written.
     pub async fn flush(&self, pool: &Pool) -> anyhow::Result<usize> {
         let batch = self.take();
@@ -90,16 +241,25 @@ impl LastUsed {
             return Ok(0);
         }
         let n = batch.len();
-        // Shared with the writer rather than copied: a batch can hold every
-        // key, and is only needed again if the write fails.
-        let batch = std::sync::Arc::new(batch);
+        let batch = Arc::new(batch);
         let work = batch.clone();
         let result = db::run(pool, move |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                for (id, at) in work.iter() {
+                for (id, u) in work.iter() {
                     // Only ASCII ids and representable times are recorded.
-                    if let (Ok(id), Some(at)) = (std::str::from_utf8(id), time(*at)) {
-                        store::touch(conn, id, at)?;
+                    let Ok(id) = std::str::from_utf8(id) else { continue };
+                    if let Some(at) = time(u.last).filter(|_| u.last > 0) {
+                        store::touch(conn, id, at, u.address.map(|a| a.to_string()).as_deref())?;
+                    }
+                    for (hour, calls) in &u.hours {
+                        if let Some(hour) = time(*hour) {
+                            store::add_calls(conn, id, hour, i64::try_from(*calls).unwrap_or(i64::MAX))?;
+                        }
+                    }
+                    for (scope, at) in &u.scopes {
+                        if let Some(at) = time(*at) {
+                            store::scope_used(conn, id, scope, at)?;
+                        }
                     }
                 }
                 Ok(())
@@ -110,11 +270,52 @@ impl LastUsed {
         match result {
             Ok(()) => Ok(n),
             Err(e) => {
-                for (id, at) in batch.iter() {
-                    self.record_id(*id, *at);
-                }
+                self.put_back(Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone()));
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn uses_from_several_threads_add_up() {
+        let lu = Arc::new(LastUsed::default());
+        let threads: Vec<_> = (0..3)
+            .map(|i| {
+                let lu = lu.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        lu.record_from("AbCdEfGh", at("2026-12-01 10:15:00"), None);
+                    }
+                    lu.record_from(
+                        "AbCdEfGh",
+                        at(&format!("2026-12-01 11:0{i}:00")),
+                        Some([10, 0, 0, i].into()),
+                    );
+                    lu.record_scope("AbCdEfGh", "read", at("2026-12-01 11:00:00"));
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+
+        let calls = lu.pending_calls("AbCdEfGh");
+        assert_eq!(calls.iter().map(|(_, n)| n).sum::<u64>(), 33);
+        assert_eq!(
+            lu.pending_use("AbCdEfGh").unwrap(),
+            (at("2026-12-01 11:02:00"), Some([10, 0, 0, 2].into()))
+        );
+        let batch = lu.take();
+        let u = &batch[b"AbCdEfGh"];
+        assert_eq!(u.hours.len(), 2);
+        assert_eq!(u.scopes.len(), 1);
+        assert_eq!(lu.pending_count(), 0);
     }
 }

@@ -12,13 +12,11 @@
 //! filled (any delete, revocation or key creation makes every thread go
 //! back to the shared cache), and only until the shared entry's TTL ends.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
-
-use chrono::NaiveDateTime;
 
 use super::format::ID_LEN;
 use super::VerifiedKey;
@@ -32,8 +30,6 @@ const CAPACITY: usize = 14_336;
 /// A known key as this thread holds it.
 pub(super) struct LocalKey {
     pub key: Arc<VerifiedKey>,
-    /// When this thread last passed a use of the key to the last-used batch.
-    pub recorded: Cell<Option<NaiveDateTime>>,
 }
 
 #[derive(Clone)]

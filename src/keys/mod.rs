@@ -3,10 +3,13 @@
 
 pub mod format;
 pub mod last_used;
+pub mod lifecycle;
 mod local;
+pub mod restrictions;
 mod shared;
 pub mod store;
 
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -98,6 +101,8 @@ pub struct NewKeyRequest {
     pub name: KeyName,
     pub scopes: Scopes,
     pub expires_in_days: Option<u32>,
+    pub allowed_ips: restrictions::AllowedIps,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// Creates a key; the returned `GeneratedKey` holds the only copy of the
@@ -119,6 +124,10 @@ pub async fn create(
         created_at: now,
         last_used_at: None,
         expires_at: req.expires_in_days.map(|d| now + Duration::days(i64::from(d))),
+        retires_at: None,
+        last_used_address: None,
+        allowed_ips: req.allowed_ips.to_text(),
+        rate_limit_per_minute: req.rate_limit_per_minute.map(|n| n as i32),
     };
     let digest = generated.digest.as_bytes().to_vec();
     let row = info.clone();
@@ -139,6 +148,8 @@ pub async fn create(
             scopes: &row.scopes,
             created_at: row.created_at,
             expires_at: row.expires_at,
+            allowed_ips: &row.allowed_ips,
+            rate_limit_per_minute: row.rate_limit_per_minute,
         };
         match store::insert(conn, &new) {
             Ok(_) => Ok(Ok(())),
@@ -218,9 +229,12 @@ pub async fn list(pool: &Pool, last_used: &LastUsed, user_id: i64, after: Option
 }
 
 fn merge_pending(k: &mut KeyInfo, last_used: &LastUsed) {
-    if let Some(p) = last_used.pending(&k.id) {
+    if let Some((p, address)) = last_used.pending_use(&k.id) {
         if k.last_used_at.is_none_or(|t| t < p) {
             k.last_used_at = Some(p);
+            if let Some(a) = address {
+                k.last_used_address = Some(a.to_string());
+            }
         }
     }
 }
@@ -289,10 +303,40 @@ pub struct VerifiedKey {
     /// Where each of the first four texts ends in `text` (names and
     /// usernames are bounded far below 64 KiB).
     ends: [u16; 4],
+    /// An address allowlist and a rate limit, for the few keys that have
+    /// them (one pointer for the rest).
+    restrictions: Option<Box<Restrictions>>,
+}
+
+/// What a restricted key checks on every call.
+#[derive(Debug)]
+pub struct Restrictions {
+    pub allowed_ips: restrictions::AllowedIps,
+    /// Shared by every cached copy of the key on this instance, and kept
+    /// across cache reloads (`Verifier::limiter`).
+    pub limiter: Option<Arc<restrictions::Limiter>>,
+}
+
+impl PartialEq for Restrictions {
+    fn eq(&self, other: &Self) -> bool {
+        self.allowed_ips == other.allowed_ips
+            && self.limiter.as_ref().map(|l| l.per_minute()) == other.limiter.as_ref().map(|l| l.per_minute())
+    }
+}
+
+impl Eq for Restrictions {}
+
+impl Clone for Restrictions {
+    fn clone(&self) -> Self {
+        Self {
+            allowed_ips: self.allowed_ips.clone(),
+            limiter: self.limiter.clone(),
+        }
+    }
 }
 
 // The size the memory figures in BENCHMARKS.md rely on.
-const _: () = assert!(std::mem::size_of::<VerifiedKey>() <= 72);
+const _: () = assert!(std::mem::size_of::<VerifiedKey>() <= 80);
 
 /// An expiry date as `VerifiedKey` holds it. Sub-microsecond parts are
 /// dropped, so a key is never taken for valid past its stored expiry.
@@ -336,10 +380,24 @@ impl VerifiedKey {
             digest,
             text: text.into_boxed_str(),
             ends,
+            restrictions: None,
         }
     }
 
-    /// When the key stops working, if ever.
+    /// The same key with an allowlist and a rate limit.
+    pub fn with_restrictions(mut self, r: Restrictions) -> Self {
+        if !r.allowed_ips.is_empty() || r.limiter.is_some() {
+            self.restrictions = Some(Box::new(r));
+        }
+        self
+    }
+
+    pub fn restrictions(&self) -> Option<&Restrictions> {
+        self.restrictions.as_deref()
+    }
+
+    /// When the key stops working, if ever: its expiry, or the end of its
+    /// grace period once rotated, whichever is sooner.
     pub fn expires_at(&self) -> Option<NaiveDateTime> {
         if self.expires == i64::MAX {
             return None;
@@ -403,6 +461,12 @@ pub enum VerifyError {
     /// not told which.
     #[error("invalid key")]
     Invalid,
+    /// A valid key, used from an address its allowlist does not name.
+    #[error("address not allowed")]
+    AddressNotAllowed,
+    /// A valid key over its rate limit.
+    #[error("rate limited")]
+    RateLimited(restrictions::Decision),
     #[error("key store unavailable")]
     Unavailable(#[source] anyhow::Error),
 }
@@ -445,11 +509,16 @@ type KeyId = [u8; ID_LEN];
 /// A successfully verified key, as handed to one request. Cloning it within
 /// the thread costs no atomic operation; `shared()` gives a `Send` handle.
 #[derive(Clone)]
-pub struct Verified(Rc<local::LocalKey>);
+pub struct Verified(Rc<local::LocalKey>, Option<restrictions::Decision>);
 
 impl Verified {
     pub fn shared(&self) -> Arc<VerifiedKey> {
         self.0.key.clone()
+    }
+
+    /// For a rate-limited key: what its `RateLimit-*` headers say.
+    pub fn rate_limit(&self) -> Option<restrictions::Decision> {
+        self.1
     }
 }
 
@@ -465,11 +534,6 @@ impl std::fmt::Debug for Verified {
         std::fmt::Debug::fmt(&*self.0.key, f)
     }
 }
-
-/// A use is passed to the last-used batch at most this often per key and
-/// worker thread: the stored time may lag the very last use by this much,
-/// and the shared batch's lock is not taken on every call.
-const RECORD_EVERY: Duration = Duration::seconds(1);
 
 /// Checks presented keys and records their use.
 ///
@@ -499,6 +563,12 @@ pub struct Verifier {
     metrics: Metrics,
     /// The wall clock; tests move it to see a cached key expire.
     clock: fn() -> NaiveDateTime,
+    /// Added to the clock: tests and drills move time forward (an expiry,
+    /// a grace period, a rate limit refilling) without waiting.
+    skew_micros: std::sync::atomic::AtomicI64,
+    /// Rate limiters of limited keys, by id: kept when a cached key is
+    /// reloaded, so its count carries on.
+    limiters: std::sync::Mutex<std::collections::HashMap<KeyId, Arc<restrictions::Limiter>>>,
 }
 
 impl Verifier {
@@ -519,7 +589,35 @@ impl Verifier {
             lookups: tokio::sync::Semaphore::new(cache.max_lookups.max(1)),
             metrics: Metrics::default(),
             clock: crate::time::now,
+            skew_micros: std::sync::atomic::AtomicI64::new(0),
+            limiters: Default::default(),
         }
+    }
+
+    /// The time keys are judged by: the wall clock, plus any skew.
+    pub fn now(&self) -> NaiveDateTime {
+        (self.clock)() + Duration::microseconds(self.skew_micros.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Moves this verifier's clock forward (or back): for tests and drills
+    /// that must see a grace period end or a rate limit refill.
+    pub fn skew_clock(&self, by: Duration) {
+        let micros = by.num_microseconds().unwrap_or(0);
+        self.skew_micros.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The limiter of key `id` at `per_minute`, kept from earlier loads.
+    fn limiter(&self, id: KeyId, per_minute: u32) -> Arc<restrictions::Limiter> {
+        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = map.get(&id).filter(|l| l.per_minute() == per_minute) {
+            return l.clone();
+        }
+        if map.len() >= 100_000 {
+            map.clear();
+        }
+        let l = Arc::new(restrictions::Limiter::new(per_minute));
+        map.insert(id, l.clone());
+        l
     }
 
     pub fn last_used(&self) -> &Arc<LastUsed> {
@@ -559,12 +657,19 @@ impl Verifier {
         });
     }
 
-    /// Verifies a presented key and records its use.
+    /// Verifies a presented key and records its use. A key with an
+    /// address allowlist is refused here: use `verify_from`.
     pub async fn verify(&self, presented: &str) -> Result<Verified, VerifyError> {
+        self.verify_from(presented, None).await
+    }
+
+    /// Verifies a key presented from `client` (the address its allowlist
+    /// and the last-used address are about), and records its use.
+    pub async fn verify_from(&self, presented: &str, client: Option<IpAddr>) -> Result<Verified, VerifyError> {
         let started = Instant::now();
-        let result = match self.check_in_memory(presented, started) {
+        let result = match self.check_in_memory(presented, client, started) {
             Some(decided) => decided,
-            None => self.check_in_database(presented).await,
+            None => self.check_in_database(presented, client).await,
         };
         self.count(&result, started);
         result
@@ -575,22 +680,39 @@ impl Verifier {
     /// call `verify`. Lets the guard answer most calls with no future to
     /// allocate.
     pub fn verify_cached(&self, presented: &str) -> Option<Result<Verified, VerifyError>> {
+        self.verify_cached_from(presented, None)
+    }
+
+    /// `verify_cached` for a key presented from `client`.
+    pub fn verify_cached_from(&self, presented: &str, client: Option<IpAddr>) -> Option<Result<Verified, VerifyError>> {
         let started = Instant::now();
-        let result = self.check_in_memory(presented, started)?;
+        let result = self.check_in_memory(presented, client, started)?;
         self.count(&result, started);
         Some(result)
+    }
+
+    /// Records that a verified key was checked for `scope` and had it.
+    pub fn record_scope(&self, key: &VerifiedKey, scope: &str) {
+        self.last_used.record_scope(key.key_id(), scope, self.now());
     }
 
     fn count(&self, result: &Result<Verified, VerifyError>, started: Instant) {
         let outcome = match result {
             Ok(_) => Outcome::Ok,
             Err(VerifyError::Invalid) => Outcome::Invalid,
+            // A valid key, refused by its own restrictions.
+            Err(VerifyError::AddressNotAllowed | VerifyError::RateLimited(_)) => Outcome::Ok,
             Err(VerifyError::Unavailable(_)) => Outcome::Error,
         };
         self.metrics.verification(outcome, started.elapsed());
     }
 
-    fn check_in_memory(&self, presented: &str, started: Instant) -> Option<Result<Verified, VerifyError>> {
+    fn check_in_memory(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+        started: Instant,
+    ) -> Option<Result<Verified, VerifyError>> {
         // Shape first: garbage never reaches a cache or the database.
         let Ok(shape) = format::parse_shape(presented) else {
             return Some(Err(VerifyError::Invalid));
@@ -603,7 +725,7 @@ impl Verifier {
                 // The digest covers the whole key, checksum included: a
                 // match proves the key without computing the CRC.
                 self.metrics.cache(CacheEvent::PositiveHit);
-                return Some(self.accept(shape.display_prefix(), &shape.digest(), key));
+                return Some(self.accept(shape.display_prefix(), &shape.digest(), key, client));
             }
             Some(local::Entry::Unknown) => {
                 // Refused whatever its checksum says.
@@ -620,7 +742,7 @@ impl Verifier {
         if let Some((at, known)) = self.known.get(&id, started) {
             self.metrics.cache(CacheEvent::PositiveHit);
             let key = self.keep_local(id, epoch, at, known);
-            return Some(self.accept(parts.display_prefix, &parts.digest, key));
+            return Some(self.accept(parts.display_prefix, &parts.digest, key, client));
         }
         if let Some((since, ())) = self.unknown.get(&id, started) {
             self.metrics.cache(CacheEvent::NegativeHit);
@@ -630,7 +752,7 @@ impl Verifier {
         None
     }
 
-    async fn check_in_database(&self, presented: &str) -> Result<Verified, VerifyError> {
+    async fn check_in_database(&self, presented: &str, client: Option<IpAddr>) -> Result<Verified, VerifyError> {
         let parts = format::parse_parts(presented).map_err(|_| VerifyError::Invalid)?;
         let id = parts.id_bytes();
         // Read before the database: see `invalidations`.
@@ -638,7 +760,7 @@ impl Verifier {
         match self.lookup(parts.id, id, epoch).await? {
             Some((at, known)) => {
                 let key = self.keep_local(id, epoch, at, known);
-                self.accept(parts.display_prefix, &parts.digest, key)
+                self.accept(parts.display_prefix, &parts.digest, key, client)
             }
             None => Err(VerifyError::Invalid),
         }
@@ -647,10 +769,7 @@ impl Verifier {
     /// Puts a shared entry in this thread's cache, valid while the
     /// invalidation count stays at `epoch`.
     fn keep_local(&self, id: KeyId, epoch: u64, cached_at: Instant, known: Arc<VerifiedKey>) -> Rc<local::LocalKey> {
-        let key = Rc::new(local::LocalKey {
-            key: known,
-            recorded: std::cell::Cell::new(None),
-        });
+        let key = Rc::new(local::LocalKey { key: known });
         let expires = cached_at + self.ttl;
         local::put(self.id, id, epoch, expires, local::Entry::Known(key.clone()));
         key
@@ -662,17 +781,28 @@ impl Verifier {
         display_prefix: &str,
         digest: &KeyDigest,
         key: Rc<local::LocalKey>,
+        client: Option<IpAddr>,
     ) -> Result<Verified, VerifyError> {
-        let now = (self.clock)();
+        let now = self.now();
         let k = &key.key;
         if !digest.matches(k.digest.as_bytes()) || k.prefix() != display_prefix || k.is_expired(now) {
             return Err(VerifyError::Invalid);
         }
-        if key.recorded.get().is_none_or(|at| now - at >= RECORD_EVERY) {
-            key.recorded.set(Some(now));
-            self.last_used.record(k.key_id(), now);
+        let mut decision = None;
+        if let Some(r) = k.restrictions() {
+            if !r.allowed_ips.is_empty() && !client.is_some_and(|ip| r.allowed_ips.allows(ip)) {
+                return Err(VerifyError::AddressNotAllowed);
+            }
+            if let Some(limiter) = &r.limiter {
+                let d = limiter.check(now.and_utc().timestamp_micros());
+                if !d.allowed {
+                    return Err(VerifyError::RateLimited(d));
+                }
+                decision = Some(d);
+            }
         }
-        Ok(Verified(key))
+        self.last_used.record_from(k.key_id(), now, client);
+        Ok(Verified(key, decision))
     }
 
     /// Reads a key id from the database and caches the answer, known or not.
@@ -725,6 +855,17 @@ impl Verifier {
         self.metrics.cache(CacheEvent::PositiveMiss);
         // Built here, on the worker, in one allocation: the row's own
         // strings were allocated on a blocking thread and go back there.
+        let restrictions = Restrictions {
+            allowed_ips: restrictions::AllowedIps::parse(&info.allowed_ips).unwrap_or_else(|_| {
+                // Written by this code only; if damaged, allow nowhere.
+                tracing::error!(key = %info.prefix, "stored allowlist is unreadable; the key is refused everywhere");
+                restrictions::AllowedIps::parse("0.0.0.0/32").unwrap_or_default()
+            }),
+            limiter: info
+                .rate_limit_per_minute
+                .and_then(|n| u32::try_from(n).ok())
+                .map(|n| self.limiter(id, n)),
+        };
         let key = VerifiedKey::new(
             &info.id,
             info.user_id,
@@ -732,9 +873,10 @@ impl Verifier {
             &info.name,
             &info.prefix,
             &info.scopes.split_whitespace().collect::<Vec<_>>(),
-            info.expires_at,
+            info.ends_at(),
             digest,
-        );
+        )
+        .with_restrictions(restrictions);
         let known = Arc::new(key);
         self.known.insert(id, cached_at, known.clone());
         if self.invalidations.load(SeqCst) != before {
@@ -809,6 +951,8 @@ mod tests {
             scopes: "read",
             created_at: crate::time::now(),
             expires_at,
+            allowed_ips: "",
+            rate_limit_per_minute: None,
         };
         store::insert(&mut pool.get().unwrap(), &new).unwrap();
     }

@@ -12,6 +12,7 @@ use super::{csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields,
 use crate::accounts::domain::{Email, Password, Username};
 use crate::accounts::throttle::Attempt;
 use crate::accounts::{self, RegisterError};
+use crate::activity::{self, Event};
 use crate::config::Registration;
 use crate::state::AppState;
 
@@ -220,10 +221,15 @@ async fn login(
     let Some(user) = user else {
         tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %client_addr(&req));
         state.login_limits.failed(&attempt);
+        // Shown to the account's owner, when there is one.
+        if let Ok(Some(owner)) = accounts::find_user(&state.pool, username).await {
+            activity::record(&state.pool, owner.id, Event::LoginFailed, &super::origin(&req), "").await;
+        }
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
     state.login_limits.succeeded(&attempt);
     tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %client_addr(&req));
+    activity::record(&state.pool, user.id, Event::Login, &super::origin(&req), "").await;
     // A fresh CSRF token for the logged-in session.
     csrf::rotate(&session);
     log_in(&req, &state, &user).await?;
@@ -251,9 +257,10 @@ async fn logout(
             let token = accounts::SessionToken::from_cookie(id);
             let max_age =
                 chrono::Duration::from_std(state.settings.session_max()).unwrap_or(chrono::Duration::hours(12));
-            user = accounts::session_user(&state.pool, token.clone(), max_age)
-                .await?
-                .map(|u| u.username);
+            if let Some(u) = accounts::session_user(&state.pool, token.clone(), max_age).await? {
+                activity::record(&state.pool, u.id, Event::Logout, &super::origin(&req), "").await;
+                user = Some(u.username);
+            }
             accounts::end_session(&state.pool, token).await?;
         }
         // Not `identity.logout()`: it purges the cookie session, and the
@@ -333,6 +340,14 @@ async fn change_password(
     accounts::change_password(&state.pool, me.user.id, new, Some(me.token.clone())).await?;
     super::password::send_changed_notice(&state, &me.user);
     tracing::info!(target: "keyward::audit", event = "password_changed", user = %me.user.username, addr = %client_addr(&req));
+    activity::record(
+        &state.pool,
+        me.user.id,
+        Event::PasswordChanged,
+        &super::origin(&req),
+        "",
+    )
+    .await;
     flash(
         &session,
         "Your password has been changed. Other sessions have been logged out.",

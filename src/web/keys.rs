@@ -1,4 +1,5 @@
-//! The key pages: list, create (shown once), delete.
+//! The key pages: list, create (shown once), the key's own page (use,
+//! edit, rotate, retire), delete.
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -7,7 +8,11 @@ use askama::Template;
 use chrono::{Duration, NaiveDateTime};
 
 use super::{csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields, Page, WebError};
+use crate::activity::{self, Event};
+use crate::keys::lifecycle::{self, ChangeError};
+use crate::keys::restrictions::{self, AllowedIps};
 use crate::keys::{self, CreateKeyError, KeyInfo, KeyName, NewKeyRequest, Scopes};
+use crate::notices::{self, KeyNotice};
 use crate::state::AppState;
 use crate::time::{exact, relative};
 
@@ -19,7 +24,7 @@ pub struct When {
 }
 
 impl When {
-    fn new(t: NaiveDateTime, now: NaiveDateTime) -> Self {
+    pub fn new(t: NaiveDateTime, now: NaiveDateTime) -> Self {
         Self {
             exact: exact(t),
             iso: crate::time::rfc3339(t),
@@ -35,9 +40,15 @@ pub struct KeyRow {
     pub scopes: Vec<String>,
     pub created: When,
     pub last_used: Option<When>,
+    pub last_used_address: String,
     pub expires: Option<When>,
     pub expired: bool,
     pub expiring_soon: bool,
+    /// `active`, `retiring` or `retired`.
+    pub state: &'static str,
+    pub retires: Option<When>,
+    pub allowed_ips: Vec<String>,
+    pub rate_limit: Option<i32>,
 }
 
 impl KeyRow {
@@ -50,9 +61,14 @@ impl KeyRow {
             scopes: k.scope_list(),
             created: When::new(k.created_at, now),
             last_used: k.last_used_at.map(|t| When::new(t, now)),
+            last_used_address: k.last_used_address.clone().unwrap_or_default(),
             expires: k.expires_at.map(|t| When::new(t, now)),
             expired,
             expiring_soon: !expired && k.expires_at.is_some_and(|e| e - now < Duration::days(7)),
+            state: k.state(now),
+            retires: k.retires_at.map(|t| When::new(t, now)),
+            allowed_ips: k.allowed_ips.split_whitespace().map(str::to_owned).collect(),
+            rate_limit: k.rate_limit_per_minute,
         }
     }
 }
@@ -113,6 +129,8 @@ struct NewKeyPage {
     /// (scope, checked)
     scopes: Vec<(String, bool)>,
     expires_in_days: String,
+    allowed_ips: String,
+    rate_limit_per_minute: String,
     errors: FieldErrors,
 }
 
@@ -124,6 +142,8 @@ async fn new_form(session: Session, state: web::Data<AppState>, me: CurrentUser)
             name: String::new(),
             scopes: state.scopes.iter().map(|s| (s.clone(), false)).collect(),
             expires_in_days: String::new(),
+            allowed_ips: String::new(),
+            rate_limit_per_minute: String::new(),
             errors: FieldErrors::default(),
         },
     )
@@ -137,6 +157,8 @@ struct KeyCreatedPage<'a> {
     name: String,
     prefix: String,
     scopes: Vec<String>,
+    /// After a rotation: the old key's prefix and when it stops working.
+    replaces: Option<(String, String)>,
 }
 
 async fn create(
@@ -156,6 +178,12 @@ async fn create(
     let expiry = keys::parse_expiry(form.get("expires_in_days"))
         .map_err(|e| errors.add("expires_in_days", e))
         .ok();
+    let allowed = AllowedIps::parse(form.get("allowed_ips"))
+        .map_err(|e| errors.add("allowed_ips", e))
+        .ok();
+    let rate = restrictions::parse_rate_limit(form.get("rate_limit_per_minute"))
+        .map_err(|e| errors.add("rate_limit_per_minute", e))
+        .ok();
     let rerender = |errors: FieldErrors| {
         render(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -164,11 +192,15 @@ async fn create(
                 name: form.get("name").to_owned(),
                 scopes: state.scopes.iter().map(|s| (s.clone(), chosen.contains(s))).collect(),
                 expires_in_days: form.get("expires_in_days").to_owned(),
+                allowed_ips: form.get("allowed_ips").to_owned(),
+                rate_limit_per_minute: form.get("rate_limit_per_minute").to_owned(),
                 errors,
             },
         )
     };
-    let (Some(name), Some(scopes), Some(expires_in_days)) = (name, scopes, expiry) else {
+    let (Some(name), Some(scopes), Some(expires_in_days), Some(allowed_ips), Some(rate_limit_per_minute)) =
+        (name, scopes, expiry, allowed, rate)
+    else {
         return rerender(errors);
     };
     let request = NewKeyRequest {
@@ -177,6 +209,8 @@ async fn create(
         name,
         scopes,
         expires_in_days,
+        allowed_ips,
+        rate_limit_per_minute,
     };
     let created = keys::create(&state.pool, &state.verifier, &state.settings.key_prefix, request).await;
     let (generated, info) = match created {
@@ -201,6 +235,17 @@ async fn create(
         key = %info.prefix,
         addr = %super::client_addr(&req)
     );
+    let origin = super::origin(&req);
+    activity::record(&state.pool, me.user.id, Event::KeyCreated, &origin, &info.prefix).await;
+    notices::key_changed(
+        &state,
+        &me.user,
+        KeyNotice::Created,
+        &info.name,
+        &info.prefix,
+        &origin.address,
+        None,
+    );
     render(
         StatusCode::OK,
         &KeyCreatedPage {
@@ -209,8 +254,237 @@ async fn create(
             scopes: info.scope_list(),
             name: info.name,
             prefix: info.prefix,
+            replaces: None,
         },
     )
+}
+
+/// The key page: what the key is, how it is used, and its forms.
+#[derive(Template)]
+#[template(path = "key_detail.html")]
+struct KeyDetailPage {
+    page: Page,
+    key: KeyRow,
+    chart: super::chart::Chart,
+    scopes_used: Vec<String>,
+    /// The edit form: (scope, checked), and what was typed.
+    scope_choices: Vec<(String, bool)>,
+    name: String,
+    allowed_ips: String,
+    rate_limit_per_minute: String,
+    grace_minutes: String,
+    expires_in_days: String,
+    errors: FieldErrors,
+}
+
+impl KeyDetailPage {
+    async fn build(state: &AppState, session: &Session, me: &CurrentUser, key: &KeyInfo) -> Result<Self, WebError> {
+        let now = crate::time::now();
+        let usage = lifecycle::usage(&state.pool, state.verifier.last_used(), &key.id, now).await?;
+        let scopes = key.scope_list();
+        Ok(Self {
+            page: Page::new(session, state, Some(&me.user), &format!("Key {}", key.name)),
+            key: KeyRow::new(key, now),
+            chart: super::chart::Chart::hourly(&usage.hourly),
+            scopes_used: usage.scopes_used,
+            scope_choices: state.scopes.iter().map(|s| (s.clone(), scopes.contains(s))).collect(),
+            name: key.name.clone(),
+            allowed_ips: key.allowed_ips.split_whitespace().collect::<Vec<_>>().join("\n"),
+            rate_limit_per_minute: key.rate_limit_per_minute.map(|n| n.to_string()).unwrap_or_default(),
+            grace_minutes: "60".into(),
+            expires_in_days: String::new(),
+            errors: FieldErrors::default(),
+        })
+    }
+}
+
+async fn show(
+    session: Session,
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let key = find_own(&state, me.user.id, &path).await?;
+    render(
+        StatusCode::OK,
+        &KeyDetailPage::build(&state, &session, &me, &key).await?,
+    )
+}
+
+/// `POST /keys/{id}`: name, scopes, allowlist and rate limit.
+async fn edit(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    path: web::Path<String>,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    let key = find_own(&state, me.user.id, &path).await?;
+    let chosen = form.get_all("scopes");
+    let mut errors = FieldErrors::default();
+    let name = KeyName::parse(form.get("name")).map_err(|e| errors.add("name", e)).ok();
+    let scopes = Scopes::parse(&chosen, &state.scopes)
+        .map_err(|e| errors.add("scopes", e))
+        .ok();
+    let allowed = AllowedIps::parse(form.get("allowed_ips"))
+        .map_err(|e| errors.add("allowed_ips", e))
+        .ok();
+    let rate = restrictions::parse_rate_limit(form.get("rate_limit_per_minute"))
+        .map_err(|e| errors.add("rate_limit_per_minute", e))
+        .ok();
+    if key.retires_at.is_some() {
+        errors.add("name", "A rotated key cannot be edited: edit its successor.");
+    }
+    let outcome = match (name, scopes, allowed, rate, errors.is_empty()) {
+        (Some(name), Some(scopes), Some(allowed_ips), Some(rate_limit_per_minute), true) => {
+            let change = lifecycle::Edit {
+                name,
+                scopes,
+                allowed_ips,
+                rate_limit_per_minute,
+            };
+            match lifecycle::edit(&state.pool, &state.verifier, me.user.id, &key.id, change).await {
+                Ok(updated) => Some(updated),
+                Err(ChangeError::NameTaken) => {
+                    errors.add("name", "You already have a key with this name. Choose another name.");
+                    None
+                }
+                Err(ChangeError::NotFound) => return Err(WebError::NotFound),
+                Err(ChangeError::Unexpected(e)) => return Err(e.into()),
+            }
+        }
+        _ => None,
+    };
+    let Some(updated) = outcome else {
+        let mut page = KeyDetailPage::build(&state, &session, &me, &key).await?;
+        page.name = form.get("name").to_owned();
+        page.scope_choices = state.scopes.iter().map(|s| (s.clone(), chosen.contains(s))).collect();
+        page.allowed_ips = form.get("allowed_ips").to_owned();
+        page.rate_limit_per_minute = form.get("rate_limit_per_minute").to_owned();
+        page.errors = errors;
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    tracing::info!(target: "keyward::audit", event = "key_updated", user = %me.user.username, key = %updated.prefix, addr = %super::client_addr(&req));
+    activity::record(
+        &state.pool,
+        me.user.id,
+        Event::KeyUpdated,
+        &super::origin(&req),
+        &updated.prefix,
+    )
+    .await;
+    flash(
+        &session,
+        format!(
+            "Key \"{}\" was saved. The change applies to its next call.",
+            updated.name
+        ),
+    );
+    Ok(redirect(&format!("/keys/{}", updated.id)))
+}
+
+/// `POST /keys/{id}/rotate`: a new key now, the old one after the grace.
+async fn rotate(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    path: web::Path<String>,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    let key = find_own(&state, me.user.id, &path).await?;
+    let mut errors = FieldErrors::default();
+    let grace = lifecycle::parse_grace(form.get("grace_minutes"))
+        .map_err(|e| errors.add("grace_minutes", e))
+        .ok();
+    let expiry = keys::parse_expiry(form.get("expires_in_days"))
+        .map_err(|e| errors.add("expires_in_days", e))
+        .ok();
+    if key.retires_at.is_some() {
+        errors.add(
+            "grace_minutes",
+            "This key is already being replaced. Rotate its successor instead.",
+        );
+    }
+    let rotated = match (grace, expiry, errors.is_empty()) {
+        (Some(grace), Some(expires_in_days), true) => {
+            match lifecycle::rotate(
+                &state.pool,
+                &state.verifier,
+                &state.settings.key_prefix,
+                me.user.id,
+                &key.id,
+                grace,
+                expires_in_days,
+            )
+            .await
+            {
+                Ok(r) => Some(r),
+                Err(ChangeError::NotFound) => {
+                    errors.add(
+                        "grace_minutes",
+                        "This key is already being replaced. Rotate its successor instead.",
+                    );
+                    None
+                }
+                Err(ChangeError::NameTaken) => return Err(WebError::NotFound),
+                Err(ChangeError::Unexpected(e)) => return Err(e.into()),
+            }
+        }
+        _ => None,
+    };
+    let Some((generated, new, old)) = rotated else {
+        let mut page = KeyDetailPage::build(&state, &session, &me, &key).await?;
+        page.grace_minutes = form.get("grace_minutes").to_owned();
+        page.expires_in_days = form.get("expires_in_days").to_owned();
+        page.errors = errors;
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    let retires = old.retires_at.map(exact).unwrap_or_default();
+    tracing::info!(target: "keyward::audit", event = "key_rotated", user = %me.user.username, key = %old.prefix, new_key = %new.prefix, addr = %super::client_addr(&req));
+    let origin = super::origin(&req);
+    activity::record(&state.pool, me.user.id, Event::KeyRotated, &origin, &old.prefix).await;
+    notices::key_changed(
+        &state,
+        &me.user,
+        KeyNotice::Rotated,
+        &old.name,
+        &old.prefix,
+        &origin.address,
+        Some(format!("New key: {}, old key works until {retires}", new.prefix)),
+    );
+    render(
+        StatusCode::OK,
+        &KeyCreatedPage {
+            page: Page::new(&session, &state, Some(&me.user), "Your new API key"),
+            key: generated.key.expose(),
+            scopes: new.scope_list(),
+            name: new.name,
+            prefix: new.prefix,
+            replaces: Some((old.prefix, retires)),
+        },
+    )
+}
+
+/// `POST /keys/{id}/retire`: ends a retiring key's grace period now.
+async fn retire(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    me: CurrentUser,
+    path: web::Path<String>,
+    form: FormFields,
+) -> Result<HttpResponse, WebError> {
+    csrf::verify(&session, &form)?;
+    let Some(key) = lifecycle::retire_now(&state.pool, &state.verifier, me.user.id, &path).await? else {
+        return Err(WebError::NotFound);
+    };
+    tracing::info!(target: "keyward::audit", event = "key_retired", user = %me.user.username, key = %key.prefix, addr = %super::client_addr(&req));
+    flash(&session, format!("The old key {} no longer works.", key.prefix));
+    Ok(redirect("/keys"))
 }
 
 #[derive(Template)]
@@ -266,6 +540,17 @@ async fn delete(
         key = %key.prefix,
         addr = %super::client_addr(&req)
     );
+    let origin = super::origin(&req);
+    activity::record(&state.pool, me.user.id, Event::KeyDeleted, &origin, &key.prefix).await;
+    notices::key_changed(
+        &state,
+        &me.user,
+        KeyNotice::Deleted,
+        &key.name,
+        &key.prefix,
+        &origin.address,
+        None,
+    );
     flash(
         &session,
         format!("Key \"{}\" ({}) was deleted. It no longer works.", key.name, key.prefix),
@@ -280,6 +565,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create)),
     )
     .service(web::resource("/keys/new").route(web::get().to(new_form)))
+    .service(
+        web::resource("/keys/{id}")
+            .route(web::get().to(show))
+            .route(web::post().to(edit)),
+    )
+    .service(web::resource("/keys/{id}/rotate").route(web::post().to(rotate)))
+    .service(web::resource("/keys/{id}/retire").route(web::post().to(retire)))
     .service(
         web::resource("/keys/{id}/delete")
             .route(web::get().to(confirm_delete))

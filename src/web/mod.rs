@@ -1,8 +1,10 @@
 //! The server-rendered portal: pages, forms, CSRF, flash messages, error
 //! pages and the headers every response carries.
 
+pub mod activity;
 pub mod assets;
 pub mod auth;
+pub mod chart;
 pub mod csrf;
 pub mod device;
 pub mod error;
@@ -66,6 +68,16 @@ impl Page {
 }
 
 pub use crate::net::client_addr;
+
+/// Where a request came from, for the activity log.
+pub fn origin(req: &actix_web::HttpRequest) -> crate::activity::Origin {
+    let agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    crate::activity::Origin::new(client_addr(req), agent)
+}
 
 /// Shows `message` on the next page this browser loads.
 pub fn flash(session: &Session, message: impl Into<String>) {
@@ -208,6 +220,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/healthz").route(web::get().to(healthz)))
         .configure(auth::configure)
         .configure(keys::configure)
+        .configure(activity::configure)
         .configure(password::configure)
         .configure(assets::configure);
 }

@@ -223,6 +223,14 @@ async fn reset(
         return ResetPage::dead_link(&session, &state);
     };
     tracing::info!(target: "keyward::audit", event = "password_reset", user = %user.username, addr = %client_addr(&req));
+    crate::activity::record(
+        &state.pool,
+        user.id,
+        crate::activity::Event::PasswordReset,
+        &super::origin(&req),
+        "",
+    )
+    .await;
     send_changed_notice(&state, &user);
     flash(&session, "Your password has been reset. Log in with your new password.");
     Ok(redirect("/login"))

@@ -69,6 +69,8 @@ fn insert_key(pool: &Pool) -> (String, String) {
             scopes: "",
             created_at: keyward::time::now(),
             expires_at: None,
+            allowed_ips: "",
+            rate_limit_per_minute: None,
         },
     )
     .unwrap();

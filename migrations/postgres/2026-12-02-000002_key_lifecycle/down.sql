@@ -1,0 +1,12 @@
+DROP TABLE mail_claims;
+DROP TABLE activity_events;
+DROP TABLE key_scope_use;
+DROP TABLE key_usage;
+DROP INDEX api_keys_active_name;
+DROP INDEX api_keys_user_id;
+DELETE FROM api_keys WHERE retires_at IS NOT NULL;
+ALTER TABLE api_keys DROP COLUMN rate_limit_per_minute;
+ALTER TABLE api_keys DROP COLUMN allowed_ips;
+ALTER TABLE api_keys DROP COLUMN last_used_address;
+ALTER TABLE api_keys DROP COLUMN retires_at;
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_user_id_name_key UNIQUE (user_id, name);
