@@ -211,3 +211,107 @@ async fn a_sqlite_install_moves_to_postgres_with_logins_and_keys_intact() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[actix_web::test]
+async fn a_rotation_or_an_edit_on_one_instance_is_seen_on_the_other_within_a_second() {
+    let Some(url) = crate::pg::fresh_database_or_skip("a_rotation_or_an_edit_on_one_instance_is_seen_on_the_other")
+    else {
+        return;
+    };
+    let a = Instance::start(&url, 1).await;
+    let b = Instance::start(&url, 1).await;
+    let alice = browser();
+    a.post_form(
+        &alice,
+        "/register",
+        "/register",
+        &[
+            ("username", "alice"),
+            ("email", "alice@example.com"),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+        ],
+    )
+    .await;
+    let rotated = a.create_key(&alice, "rotated", &["read"]).await;
+    let edited = a.create_key(&alice, "edited", &["read", "keys:read"]).await;
+    assert_eq!(b.whoami(&rotated).await, StatusCode::OK);
+    let list = |key: String| {
+        let url = b.url("/api/v1/keys");
+        async move { Client::new().get(url).bearer_auth(key).send().await.unwrap().status() }
+    };
+    assert_eq!(list(edited.clone()).await, StatusCode::OK, "B knows its scopes");
+
+    let id = id_of(&rotated);
+    let (res, _) = a
+        .post_form(
+            &alice,
+            &format!("/keys/{id}"),
+            &format!("/keys/{id}/rotate"),
+            &[("grace_minutes", "0")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let successor = new_key_in(&res.text().await.unwrap()).unwrap();
+    assert!(
+        refused_within_a_second(&b, &rotated).await,
+        "B still accepts the rotated key"
+    );
+    assert_eq!(b.whoami(&successor).await, StatusCode::OK);
+
+    let id = id_of(&edited);
+    let (res, _) = a
+        .post_form(
+            &alice,
+            &format!("/keys/{id}"),
+            &format!("/keys/{id}"),
+            &[("name", "edited"), ("scopes", "read")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let start = Instant::now();
+    while list(edited.clone()).await != StatusCode::FORBIDDEN {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "B still grants the removed scope"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_reminder_goes_out_once_through_real_smtp_with_two_instances() {
+    let Some(url) = crate::pg::fresh_database_or_skip("a_reminder_goes_out_once_with_two_instances") else {
+        return;
+    };
+    let Some(smtp) = crate::mailbox::SmtpServer::start() else {
+        return;
+    };
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let settings = |s: &mut keyward::config::Settings| {
+        s.database_url = Some(url.clone().into());
+        s.smtp_url = Some(smtp_url.parse().unwrap());
+        s.reminder_seconds = 3600;
+    };
+    let a = spawn_app_with(settings).await;
+    let b = spawn_app_with(settings).await;
+    a.signed_up("alice").await;
+    let (status, _) = a.create_key_with(&a.client, "nightly", &[], "1").await;
+    assert_eq!(status, StatusCode::OK);
+    let mails = crate::mailbox::wait_for_messages(&smtp.new_mail_dir(), 1).await;
+    assert_eq!(mails.len(), 1, "the key's creation notice");
+
+    // Both instances look for due reminders, twice each, at the same time.
+    let now = keyward::time::now();
+    let (sa, sb) = tokio::join!(
+        keyward::notices::send_due_reminders(&a.state, now),
+        keyward::notices::send_due_reminders(&b.state, now),
+    );
+    let again = keyward::notices::send_due_reminders(&b.state, now).await.unwrap()
+        + keyward::notices::send_due_reminders(&a.state, now).await.unwrap();
+
+    assert_eq!(sa.unwrap() + sb.unwrap() + again, 1, "one instance sends it, once");
+    let mails = crate::mailbox::wait_for_messages(&smtp.new_mail_dir(), 2).await;
+    let reminders = mails.iter().filter(|m| m.contains("expires tomorrow")).count();
+    assert_eq!(reminders, 1);
+}
