@@ -232,6 +232,10 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 if let Err(e) = pruned {
                     tracing::warn!(error = ?e, "session pruning failed");
                 }
+                let orphans = db::run(&state.pool, |conn| Ok(crate::keys::store::prune_orphan_usage(conn)?)).await;
+                if let Err(e) = orphans {
+                    tracing::warn!(error = ?e, "pruning use records failed");
+                }
                 let keep = chrono::Duration::days(i64::from(state.settings.activity_retention_days));
                 if let Err(e) = crate::activity::prune(&state.pool, crate::time::now() - keep).await {
                     tracing::warn!(error = ?e, "activity pruning failed");

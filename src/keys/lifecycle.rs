@@ -202,7 +202,7 @@ pub async fn remove_retired(pool: &Pool, verifier: &Verifier) -> anyhow::Result<
     })
     .await?;
     for (id, _) in &removed {
-        verifier.forget(id);
+        verifier.forget_deleted(id);
     }
     Ok(removed.len())
 }
@@ -218,7 +218,9 @@ pub struct Usage {
 /// A key's use over the last week (calls) and month (scopes), with what is
 /// recorded but not yet written.
 pub async fn usage(pool: &Pool, last_used: &LastUsed, key_id: &str, now: NaiveDateTime) -> anyhow::Result<Usage> {
-    let this_hour = now - Duration::seconds(now.and_utc().timestamp().rem_euclid(3600));
+    let seconds = now.and_utc().timestamp();
+    let this_hour =
+        chrono::DateTime::from_timestamp(seconds - seconds.rem_euclid(3600), 0).map_or(now, |t| t.naive_utc());
     let first = this_hour - Duration::hours(167);
     let month = now - Duration::days(30);
     let id = key_id.to_owned();

@@ -278,7 +278,7 @@ pub async fn delete(pool: &Pool, verifier: &Verifier, user_id: i64, key_id: &str
     })
     .await?;
     if deleted {
-        verifier.forget(key_id);
+        verifier.forget_deleted(key_id);
     }
     Ok(deleted)
 }
@@ -887,12 +887,20 @@ impl Verifier {
 
     /// Drops anything this instance remembers about a key. Called on delete
     /// before the delete request returns, and by the revocation listener.
+    ///
+    /// Uses recorded but not yet written are kept: an edited or rotated key
+    /// was still used. `forget_deleted` drops them too.
     pub fn forget(&self, key_id: &str) {
         self.invalidations.fetch_add(1, SeqCst);
         if let Ok(id) = KeyId::try_from(key_id.as_bytes()) {
             self.known.remove(&id);
             self.unknown.remove(&id);
         }
+    }
+
+    /// `forget`, for a key deleted here: its pending uses go too.
+    pub fn forget_deleted(&self, key_id: &str) {
+        self.forget(key_id);
         self.last_used.forget(key_id);
     }
 

@@ -319,6 +319,18 @@ pub fn set_retires_at(
     Ok(n > 0)
 }
 
+/// Deletes use records of keys that no longer exist (a flush on one
+/// instance can race a delete on another); returns how many.
+pub fn prune_orphan_usage(conn: &mut DbConnection) -> QueryResult<usize> {
+    let live = api_keys::table.select(api_keys::id);
+    let calls =
+        diesel::delete(key_usage::table.filter(diesel::dsl::not(key_usage::key_id.eq_any(live)))).execute(conn)?;
+    let live = api_keys::table.select(api_keys::id);
+    let scopes = diesel::delete(key_scope_use::table.filter(diesel::dsl::not(key_scope_use::key_id.eq_any(live))))
+        .execute(conn)?;
+    Ok(calls + scopes)
+}
+
 /// Keys whose grace period has ended, to be removed.
 pub fn retired_before(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<(String, i64)>> {
     api_keys::table

@@ -393,3 +393,45 @@ async fn the_api_list_carries_state_and_restrictions() {
     assert_eq!(l["allowed_ips"], serde_json::json!(["10.0.0.0/8", "2001:db8::1/128"]));
     assert_eq!(l["rate_limit_per_minute"], 100);
 }
+
+#[actix_web::test]
+async fn uses_recorded_before_an_edit_or_a_rotation_are_kept() {
+    let app = spawn_app_with(|s| s.last_used_flush_seconds = 3600).await;
+    app.signed_up("alice").await;
+    let key = app.create_key("ci", &["read"]).await;
+    for _ in 0..3 {
+        assert_eq!(whoami(&app, &key).await, StatusCode::OK);
+    }
+
+    app.post_form(&format!("/keys/{}", id_of(&key)), &[("name", "ci"), ("scopes", "read")])
+        .await;
+    rotate(&app, &key, "60").await;
+    app.state.verifier.flush_last_used().await.unwrap();
+
+    let page = app.get_html(&format!("/keys/{}", id_of(&key))).await;
+    assert!(page.contains("3 accepted calls in the last 7 days"), "{page}");
+    let row = app.key_row(&app.client, &prefix_of(&key)).await.unwrap();
+    assert!(!cell(&row, "key-last-used").contains("never"));
+}
+
+#[actix_web::test]
+async fn this_hours_calls_are_drawn_in_the_last_bar() {
+    let app = spawn_app().await;
+    app.signed_up("alice").await;
+    let key = app.create_key("ci", &[]).await;
+    let hour = || keyward::time::now().format("%a %d %b %H:00").to_string();
+    let before = hour();
+    assert_eq!(whoami(&app, &key).await, StatusCode::OK);
+    let after = hour();
+
+    let page = app.get_html(&format!("/keys/{}", id_of(&key))).await;
+
+    let svg = page.split(r#"<svg id="usage-chart""#).nth(1).unwrap();
+    let svg = svg.split("</svg>").next().unwrap();
+    assert!(svg.contains(r#"<rect class="bar" x="668""#), "{svg}");
+    // (The call may straddle the turn of an hour.)
+    assert!(
+        svg.contains(&format!("{before} UTC: 1 call")) || svg.contains(&format!("{after} UTC: 1 call")),
+        "{before}: {svg}"
+    );
+}

@@ -16,3 +16,4 @@ mod app;
 mod browser;
 mod journey;
 mod keyboard;
+mod rotation;
