@@ -21,13 +21,19 @@ pub enum Outcome {
     Missing,
     /// The key store could not be asked.
     Error,
+    /// A valid key used from an address its allowlist does not name.
+    AddressNotAllowed,
+    /// A valid key over its rate limit.
+    RateLimited,
 }
 
-const OUTCOMES: [(Outcome, &str); 4] = [
+const OUTCOMES: [(Outcome, &str); 6] = [
     (Outcome::Ok, "ok"),
     (Outcome::Invalid, "invalid"),
     (Outcome::Missing, "missing"),
     (Outcome::Error, "error"),
+    (Outcome::AddressNotAllowed, "address_not_allowed"),
+    (Outcome::RateLimited, "rate_limited"),
 ];
 
 /// What the verify cache said about a well-formed key.
@@ -74,7 +80,7 @@ const STRIPES: usize = 8;
 #[derive(Default)]
 #[repr(align(128))]
 struct Stripe {
-    outcomes: [AtomicU64; 4],
+    outcomes: [AtomicU64; 6],
     cache: [AtomicU64; 4],
     db_lookups: AtomicU64,
     /// Per bucket (not cumulative); the last one is +Inf.
@@ -109,6 +115,8 @@ pub struct Snapshot {
     pub invalid: u64,
     pub missing: u64,
     pub error: u64,
+    pub address_not_allowed: u64,
+    pub rate_limited: u64,
     pub positive_hits: u64,
     pub negative_hits: u64,
     pub positive_misses: u64,
@@ -169,6 +177,8 @@ impl Metrics {
             invalid: sum(&|s| &s.outcomes[Outcome::Invalid as usize]),
             missing: sum(&|s| &s.outcomes[Outcome::Missing as usize]),
             error: sum(&|s| &s.outcomes[Outcome::Error as usize]),
+            address_not_allowed: sum(&|s| &s.outcomes[Outcome::AddressNotAllowed as usize]),
+            rate_limited: sum(&|s| &s.outcomes[Outcome::RateLimited as usize]),
             positive_hits: sum(&|s| &s.cache[CacheEvent::PositiveHit as usize]),
             negative_hits: sum(&|s| &s.cache[CacheEvent::NegativeHit as usize]),
             positive_misses: sum(&|s| &s.cache[CacheEvent::PositiveMiss as usize]),
@@ -195,7 +205,14 @@ fn render_into(out: &mut String, s: &Snapshot, g: Gauges) -> std::fmt::Result {
         "# HELP keyward_key_verifications_total API key verifications by outcome."
     )?;
     writeln!(out, "# TYPE keyward_key_verifications_total counter")?;
-    let by_outcome = [s.ok, s.invalid, s.missing, s.error];
+    let by_outcome = [
+        s.ok,
+        s.invalid,
+        s.missing,
+        s.error,
+        s.address_not_allowed,
+        s.rate_limited,
+    ];
     for ((_, label), n) in OUTCOMES.iter().zip(by_outcome) {
         writeln!(out, "keyward_key_verifications_total{{outcome=\"{label}\"}} {n}")?;
     }

@@ -455,6 +455,17 @@ impl std::fmt::Debug for VerifiedKey {
     }
 }
 
+/// A valid key refused by its own restrictions, as its page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub at: NaiveDateTime,
+    /// `address_not_allowed` or `rate_limited`.
+    pub reason: &'static str,
+    pub address: Option<IpAddr>,
+    /// Refusals of this kind from this address within a second.
+    pub count: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// Malformed, bad checksum, unknown, expired or deleted: callers are
@@ -566,6 +577,8 @@ pub struct Verifier {
     /// Added to the clock: tests and drills move time forward (an expiry,
     /// a grace period, a rate limit refilling) without waiting.
     skew_micros: std::sync::atomic::AtomicI64,
+    /// The last refusals of restricted keys, by id, on this instance.
+    refusals: std::sync::Mutex<std::collections::HashMap<KeyId, std::collections::VecDeque<Refusal>>>,
     /// Rate limiters of limited keys, by id: kept when a cached key is
     /// reloaded, so its count carries on.
     limiters: std::sync::Mutex<std::collections::HashMap<KeyId, Arc<restrictions::Limiter>>>,
@@ -590,6 +603,7 @@ impl Verifier {
             metrics: Metrics::default(),
             clock: crate::time::now,
             skew_micros: std::sync::atomic::AtomicI64::new(0),
+            refusals: Default::default(),
             limiters: Default::default(),
         }
     }
@@ -604,6 +618,46 @@ impl Verifier {
     pub fn skew_clock(&self, by: Duration) {
         let micros = by.num_microseconds().unwrap_or(0);
         self.skew_micros.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Notes a refusal of a valid key by its restrictions. Refusals of the
+    /// same kind from the same address within a second are counted in one
+    /// entry; the last 10 entries per key are kept.
+    fn note_refusal(&self, key_id: &str, reason: &'static str, client: Option<IpAddr>, at: NaiveDateTime) {
+        let Ok(id) = KeyId::try_from(key_id.as_bytes()) else {
+            return;
+        };
+        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 10_000 && !map.contains_key(&id) {
+            map.clear();
+        }
+        let list = map.entry(id).or_default();
+        if let Some(last) = list.back_mut() {
+            if last.reason == reason && last.address == client && at - last.at < Duration::seconds(1) {
+                last.count += 1;
+                return;
+            }
+        }
+        if list.len() == 10 {
+            list.pop_front();
+        }
+        list.push_back(Refusal {
+            at,
+            reason,
+            address: client,
+            count: 1,
+        });
+    }
+
+    /// The key's last refusals on this instance, newest first.
+    pub fn recent_refusals(&self, key_id: &str) -> Vec<Refusal> {
+        let Ok(id) = KeyId::try_from(key_id.as_bytes()) else {
+            return Vec::new();
+        };
+        let map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id)
+            .map(|l| l.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The limiter of key `id` at `per_minute`, kept from earlier loads.
@@ -700,8 +754,8 @@ impl Verifier {
         let outcome = match result {
             Ok(_) => Outcome::Ok,
             Err(VerifyError::Invalid) => Outcome::Invalid,
-            // A valid key, refused by its own restrictions.
-            Err(VerifyError::AddressNotAllowed | VerifyError::RateLimited(_)) => Outcome::Ok,
+            Err(VerifyError::AddressNotAllowed) => Outcome::AddressNotAllowed,
+            Err(VerifyError::RateLimited(_)) => Outcome::RateLimited,
             Err(VerifyError::Unavailable(_)) => Outcome::Error,
         };
         self.metrics.verification(outcome, started.elapsed());
@@ -791,11 +845,13 @@ impl Verifier {
         let mut decision = None;
         if let Some(r) = k.restrictions() {
             if !r.allowed_ips.is_empty() && !client.is_some_and(|ip| r.allowed_ips.allows(ip)) {
+                self.note_refusal(k.key_id(), "address_not_allowed", client, now);
                 return Err(VerifyError::AddressNotAllowed);
             }
             if let Some(limiter) = &r.limiter {
                 let d = limiter.check(now.and_utc().timestamp_micros());
                 if !d.allowed {
+                    self.note_refusal(k.key_id(), "rate_limited", client, now);
                     return Err(VerifyError::RateLimited(d));
                 }
                 decision = Some(d);

@@ -259,6 +259,13 @@ async fn create(
     )
 }
 
+pub struct RefusalView {
+    pub when: When,
+    pub reason: &'static str,
+    pub address: String,
+    pub count: u64,
+}
+
 /// The key page: what the key is, how it is used, and its forms.
 #[derive(Template)]
 #[template(path = "key_detail.html")]
@@ -267,6 +274,8 @@ struct KeyDetailPage {
     key: KeyRow,
     chart: super::chart::Chart,
     scopes_used: Vec<String>,
+    /// Calls refused by the key's restrictions, on this instance.
+    refusals: Vec<RefusalView>,
     /// The edit form: (scope, checked), and what was typed.
     scope_choices: Vec<(String, bool)>,
     name: String,
@@ -287,6 +296,21 @@ impl KeyDetailPage {
             key: KeyRow::new(key, now),
             chart: super::chart::Chart::hourly(&usage.hourly),
             scopes_used: usage.scopes_used,
+            refusals: state
+                .verifier
+                .recent_refusals(&key.id)
+                .into_iter()
+                .map(|r| RefusalView {
+                    when: When::new(r.at, now),
+                    reason: if r.reason == "rate_limited" {
+                        "over the rate limit"
+                    } else {
+                        "address not allowed"
+                    },
+                    address: r.address.map(|a| a.to_string()).unwrap_or_default(),
+                    count: r.count,
+                })
+                .collect(),
             scope_choices: state.scopes.iter().map(|s| (s.clone(), scopes.contains(s))).collect(),
             name: key.name.clone(),
             allowed_ips: key.allowed_ips.split_whitespace().collect::<Vec<_>>().join("\n"),

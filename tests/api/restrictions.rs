@@ -210,3 +210,42 @@ async fn invalid_restrictions_re_render_the_form_and_change_nothing() {
         StatusCode::OK
     );
 }
+
+#[actix_web::test]
+async fn refusals_are_counted_by_reason_and_shown_on_the_key_page() {
+    let app = spawn_app_with(|s| s.metrics_token = Some("m".to_owned().into())).await;
+    app.signed_up("alice").await;
+    let fenced = restricted_key(&app, "fenced", "192.0.2.0/24", "").await;
+    let limited = restricted_key(&app, "limited", "", "1").await;
+    for _ in 0..2 {
+        call_from(&app, "/api/v1/whoami", &fenced, Some("198.51.100.4")).await;
+    }
+    for _ in 0..3 {
+        call_from(&app, "/api/v1/whoami", &limited, None).await;
+    }
+
+    let metrics = Client::new()
+        .get(app.url("/metrics"))
+        .bearer_auth("m")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"keyward_key_verifications_total{outcome="address_not_allowed"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"keyward_key_verifications_total{outcome="rate_limited"} 2"#),
+        "{metrics}"
+    );
+
+    let page = app.get_html(&format!("/keys/{}", id_of(&fenced))).await;
+    let refusals = page.split(r#"class="refusals""#).nth(1).expect("a refusals table");
+    assert!(refusals.contains(r#"data-refusal="address not allowed""#) && refusals.contains("198.51.100.4"));
+    assert!(refusals.contains("<td>2</td>"), "two calls in one entry");
+    let page = app.get_html(&format!("/keys/{}", id_of(&limited))).await;
+    assert!(page.contains(r#"data-refusal="over the rate limit""#));
+}
