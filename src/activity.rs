@@ -20,6 +20,10 @@ pub enum Event {
     KeyUpdated,
     KeyRotated,
     KeyDeleted,
+    EmailChanged,
+    TotpEnabled,
+    TotpDisabled,
+    SessionRevoked,
 }
 
 impl Event {
@@ -34,6 +38,10 @@ impl Event {
             Self::KeyUpdated => "key_updated",
             Self::KeyRotated => "key_rotated",
             Self::KeyDeleted => "key_deleted",
+            Self::EmailChanged => "email_changed",
+            Self::TotpEnabled => "totp_enabled",
+            Self::TotpDisabled => "totp_disabled",
+            Self::SessionRevoked => "session_revoked",
         }
     }
 }

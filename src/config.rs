@@ -183,6 +183,10 @@ pub struct Settings {
         hide = true
     )]
     pub registrations_per_hour: u32,
+    /// Creating, editing or rotating keys needs a password (or 2FA) check
+    /// this recent; older sessions are asked to confirm first.
+    #[arg(long, env = "KEYWARD_CONFIRM_MINUTES", default_value_t = 15.0, global = true)]
+    pub confirm_minutes: f64,
     /// Security events are kept this many days.
     #[arg(long, env = "KEYWARD_ACTIVITY_RETENTION_DAYS", default_value_t = 90, global = true)]
     pub activity_retention_days: u32,
@@ -241,6 +245,7 @@ impl Settings {
             registrations_per_hour: 20,
             max_keys_per_user: 100,
             activity_retention_days: 90,
+            confirm_minutes: 15.0,
             reminder_seconds: 60,
             metrics_token: None,
             workers: None,
@@ -266,6 +271,11 @@ impl Settings {
     /// Idle timeout of a browser session.
     pub fn session_idle(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64((self.session_idle_minutes * 60.0).clamp(1.0, 1e9))
+    }
+
+    /// How recent a password check must be for sensitive actions.
+    pub fn confirm_within(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64((self.confirm_minutes * 60.0).clamp(0.0, 1e9))
     }
 
     /// Absolute lifetime of a browser session.

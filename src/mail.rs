@@ -47,6 +47,10 @@ pub enum MailKind {
     AddressReused,
     /// A key was created, rotated, deleted, or is about to stop working.
     KeyNotice,
+    /// A link to confirm a new email address.
+    EmailChange,
+    /// Two-factor on or off, the address changed, the account deleted.
+    AccountNotice,
 }
 
 impl Mailer {

@@ -79,6 +79,7 @@ impl Application {
             ),
             register_per_address: RateLimit::new(settings.registrations_per_hour as usize, Duration::from_secs(3600)),
             cookie_key: key.clone(),
+            totp_key: crate::accounts::totp::SealingKey::derive(key.master()),
             health: Default::default(),
             reset_per_account: RateLimit::new(3, Duration::from_secs(15 * 60)),
             reset_per_address: RateLimit::new(30, Duration::from_secs(15 * 60)),

@@ -28,6 +28,8 @@ pub struct AppState {
     pub health: crate::web::HealthCache,
     /// Signs the device cookies (the session cookie's key).
     pub cookie_key: Key,
+    /// Seals TOTP secrets (derived from the same instance secret).
+    pub totp_key: crate::accounts::totp::SealingKey,
     /// Reset requests per account (silently dropped beyond the limit).
     pub reset_per_account: RateLimit,
     /// Reset requests per client address (429 beyond the limit).

@@ -4,8 +4,10 @@ pub mod common_passwords;
 pub mod domain;
 pub mod password;
 pub mod reset;
+pub mod security;
 pub mod sessions;
 pub mod throttle;
+pub mod totp;
 pub mod users;
 
 use chrono::Duration;
@@ -101,14 +103,32 @@ pub async fn find_user(pool: &Pool, username: &str) -> anyhow::Result<Option<Use
     db::run(pool, move |conn| Ok(users::find_by_username(conn, &name)?)).await
 }
 
-pub async fn start_session(pool: &Pool, user_id: i64) -> anyhow::Result<SessionToken> {
+pub async fn start_session(
+    pool: &Pool,
+    user_id: i64,
+    address: String,
+    user_agent: String,
+) -> anyhow::Result<SessionToken> {
     db::run(pool, move |conn| {
-        Ok(sessions::create(conn, user_id, crate::time::now())?)
+        let origin = sessions::NewSession {
+            address: &address,
+            user_agent: &user_agent,
+        };
+        Ok(sessions::create(conn, user_id, crate::time::now(), &origin)?)
     })
     .await
 }
 
 pub async fn session_user(pool: &Pool, token: SessionToken, max_age: Duration) -> anyhow::Result<Option<User>> {
+    Ok(session(pool, token, max_age).await?.map(|(u, _)| u))
+}
+
+/// The session's user and the session itself.
+pub async fn session(
+    pool: &Pool,
+    token: SessionToken,
+    max_age: Duration,
+) -> anyhow::Result<Option<(User, sessions::SessionInfo)>> {
     db::run(pool, move |conn| {
         Ok(sessions::find_user(conn, &token, crate::time::now(), max_age)?)
     })

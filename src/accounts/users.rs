@@ -14,6 +14,16 @@ pub struct User {
     pub email: String,
     pub password_hash: String,
     pub created_at: NaiveDateTime,
+    /// The TOTP secret, encrypted (`accounts::totp`); `None` without 2FA.
+    pub totp_secret: Option<Vec<u8>>,
+    /// The last time step whose code was accepted: a code works once.
+    pub totp_last_step: Option<i64>,
+}
+
+impl User {
+    pub fn has_2fa(&self) -> bool {
+        self.totp_secret.is_some()
+    }
 }
 
 impl std::fmt::Debug for User {

@@ -21,6 +21,8 @@ struct UserRow {
     email: String,
     password_hash: String,
     created_at: NaiveDateTime,
+    totp_secret: Option<Vec<u8>>,
+    totp_last_step: Option<i64>,
 }
 
 #[derive(Queryable, Insertable)]

@@ -9,6 +9,8 @@ diesel::table! {
         email -> Text,
         password_hash -> Text,
         created_at -> Timestamp,
+        totp_secret -> Nullable<Binary>,
+        totp_last_step -> Nullable<BigInt>,
     }
 }
 
@@ -17,6 +19,29 @@ diesel::table! {
         id -> Binary,
         user_id -> BigInt,
         created_at -> Timestamp,
+        public_id -> Text,
+        address -> Text,
+        user_agent -> Text,
+        last_seen_at -> Nullable<Timestamp>,
+        authenticated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (digest) {
+        digest -> Binary,
+        user_id -> BigInt,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    email_change_tokens (digest) {
+        digest -> Binary,
+        user_id -> BigInt,
+        new_email -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -94,6 +119,8 @@ diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(password_reset_tokens -> users (user_id));
 diesel::joinable!(activity_events -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(email_change_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -104,5 +131,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_usage,
     key_scope_use,
     activity_events,
-    mail_claims
+    mail_claims,
+    recovery_codes,
+    email_change_tokens
 );

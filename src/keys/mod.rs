@@ -1141,7 +1141,7 @@ mod tests {
         verify(&v, &key).unwrap();
 
         store::delete_for_user(&mut pool.get().unwrap(), user_id, &key.id).unwrap();
-        v.forget(&key.id);
+        v.forget_deleted(&key.id);
 
         assert!(matches!(verify(&v, &key), Err(VerifyError::Invalid)));
         assert!(v.last_used().pending(&key.id).is_none());

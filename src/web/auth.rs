@@ -197,8 +197,7 @@ async fn login(
         )
     };
     // Throttled before any Argon2 work (docs/login-throttling.md).
-    let https = state.settings.is_https();
-    let device = super::device::known(&req, &state.cookie_key, https, username);
+    let device = super::device::known(&req, &state.cookie_key, state.settings.is_https(), username);
     let attempt = Attempt::new(username, &client_addr(&req), device.clone());
     if let Err(wait) = state.login_limits.check(&attempt) {
         let secs = wait.as_secs() + 1;
@@ -227,18 +226,38 @@ async fn login(
         }
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
-    state.login_limits.succeeded(&attempt);
-    tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %client_addr(&req));
-    activity::record(&state.pool, user.id, Event::Login, &super::origin(&req), "").await;
+    if user.has_2fa() {
+        // The password was right; the second step decides (`/login/2fa`).
+        super::security::await_second_factor(&session, &user, form.get("next"))?;
+        return Ok(redirect("/login/2fa"));
+    }
+    complete_login(&req, &session, &state, &user, &attempt, form.get("next")).await
+}
+
+/// Logs `user` in once every factor is checked: clears the account's
+/// failure counts, records the event, renews the session and the CSRF
+/// token, and remembers this browser as a known device.
+pub(super) async fn complete_login(
+    req: &HttpRequest,
+    session: &Session,
+    state: &AppState,
+    user: &crate::accounts::User,
+    attempt: &Attempt,
+    next: &str,
+) -> Result<HttpResponse, WebError> {
+    state.login_limits.succeeded(attempt);
+    tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %client_addr(req));
+    activity::record(&state.pool, user.id, Event::Login, &super::origin(req), "").await;
     // A fresh CSRF token for the logged-in session.
-    csrf::rotate(&session);
-    log_in(&req, &state, &user).await?;
-    let next = form.get("next");
+    csrf::rotate(session);
+    log_in(req, state, user).await?;
     let mut res = redirect(&if next.is_empty() {
         "/keys".to_owned()
     } else {
         safe_next(next)
     });
+    let https = state.settings.is_https();
+    let device = super::device::known(req, &state.cookie_key, https, &user.username);
     super::device::remember(&mut res, &state.cookie_key, https, &user.username, device);
     Ok(res)
 }
@@ -276,21 +295,29 @@ async fn logout(
 
 #[derive(Template)]
 #[template(path = "account.html")]
-struct AccountPage {
+pub(super) struct AccountPage {
     page: Page,
     email: String,
-    errors: FieldErrors,
+    two_factor: bool,
+    /// What was typed in the email-change form.
+    pub(super) new_email: String,
+    pub(super) errors: FieldErrors,
+}
+
+impl AccountPage {
+    pub(super) fn new(session: &Session, state: &AppState, me: &CurrentUser) -> Self {
+        Self {
+            page: Page::new(session, state, Some(&me.user), "Account"),
+            email: me.user.email.clone(),
+            two_factor: me.user.has_2fa(),
+            new_email: String::new(),
+            errors: FieldErrors::default(),
+        }
+    }
 }
 
 async fn account(session: Session, state: web::Data<AppState>, me: CurrentUser) -> Result<HttpResponse, WebError> {
-    render(
-        StatusCode::OK,
-        &AccountPage {
-            page: Page::new(&session, &state, Some(&me.user), "Account"),
-            email: me.user.email.clone(),
-            errors: FieldErrors::default(),
-        },
-    )
+    render(StatusCode::OK, &AccountPage::new(&session, &state, &me))
 }
 
 async fn change_password(
@@ -328,14 +355,9 @@ async fn change_password(
         errors.add("current_password", "Your current password is not correct.");
     }
     let (Some(new), true) = (new, errors.is_empty()) else {
-        return render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &AccountPage {
-                page: Page::new(&session, &state, Some(&me.user), "Account"),
-                email: me.user.email.clone(),
-                errors,
-            },
-        );
+        let mut page = AccountPage::new(&session, &state, &me);
+        page.errors = errors;
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
     accounts::change_password(&state.pool, me.user.id, new, Some(me.token.clone())).await?;
     super::password::send_changed_notice(&state, &me.user);

@@ -25,6 +25,10 @@ pub enum WebError {
     NotFound,
     #[error("login required")]
     LoginRequired(String),
+    /// The action needs a recent password (or 2FA) check: off to `/confirm`,
+    /// then back to this path.
+    #[error("confirmation required")]
+    ConfirmRequired(String),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("too many attempts")]
@@ -55,7 +59,7 @@ impl WebError {
     /// The page this error shows; `None` for a redirect to the login page.
     fn view(&self) -> Option<ErrorView> {
         let (heading, message) = match self {
-            Self::LoginRequired(_) => return None,
+            Self::LoginRequired(_) | Self::ConfirmRequired(_) => return None,
             Self::BadRequest(m) => ("Bad request", *m),
             Self::Csrf => (
                 "Form expired",
@@ -114,7 +118,7 @@ impl ResponseError for WebError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Csrf | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::LoginRequired(_) => StatusCode::SEE_OTHER,
+            Self::LoginRequired(_) | Self::ConfirmRequired(_) => StatusCode::SEE_OTHER,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unexpected(e)
@@ -128,6 +132,18 @@ impl ResponseError for WebError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Self::ConfirmRequired(back) = self {
+            let target = format!(
+                "/confirm?next={}",
+                percent_encoding::utf8_percent_encode(
+                    &super::session::safe_next(back),
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            );
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, target))
+                .finish();
+        }
         let Some(view) = self.view() else {
             let next = match self {
                 Self::LoginRequired(next) => next.as_str(),

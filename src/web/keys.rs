@@ -135,6 +135,7 @@ struct NewKeyPage {
 }
 
 async fn new_form(session: Session, state: web::Data<AppState>, me: CurrentUser) -> Result<HttpResponse, WebError> {
+    me.require_recent(&state, "/keys/new")?;
     render(
         StatusCode::OK,
         &NewKeyPage {
@@ -169,6 +170,7 @@ async fn create(
     form: FormFields,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
+    me.require_recent(&state, "/keys/new")?;
     let chosen = form.get_all("scopes");
     let mut errors = FieldErrors::default();
     let name = KeyName::parse(form.get("name")).map_err(|e| errors.add("name", e)).ok();
@@ -346,6 +348,7 @@ async fn edit(
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let key = find_own(&state, me.user.id, &path).await?;
+    me.require_recent(&state, &format!("/keys/{}", key.id))?;
     let chosen = form.get_all("scopes");
     let mut errors = FieldErrors::default();
     let name = KeyName::parse(form.get("name")).map_err(|e| errors.add("name", e)).ok();
@@ -420,6 +423,7 @@ async fn rotate(
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let key = find_own(&state, me.user.id, &path).await?;
+    me.require_recent(&state, &format!("/keys/{}", key.id))?;
     let mut errors = FieldErrors::default();
     let grace = lifecycle::parse_grace(form.get("grace_minutes"))
         .map_err(|e| errors.add("grace_minutes", e))

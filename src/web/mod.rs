@@ -11,6 +11,7 @@ pub mod error;
 pub mod forms;
 pub mod keys;
 pub mod password;
+pub mod security;
 pub mod session;
 
 use actix_session::Session;
@@ -221,6 +222,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(auth::configure)
         .configure(keys::configure)
         .configure(activity::configure)
+        .configure(security::configure)
         .configure(password::configure)
         .configure(assets::configure);
 }

@@ -17,6 +17,21 @@ use crate::state::AppState;
 pub struct CurrentUser {
     pub user: User,
     pub token: SessionToken,
+    pub session: accounts::sessions::SessionInfo,
+}
+
+impl CurrentUser {
+    /// `Err(ConfirmRequired)` unless this session proved its user within
+    /// `KEYWARD_CONFIRM_MINUTES`: creating, editing or rotating keys
+    /// needs it. `back` is where `/confirm` returns to.
+    pub fn require_recent(&self, state: &AppState, back: &str) -> Result<(), WebError> {
+        let within = Duration::from_std(state.settings.confirm_within()).unwrap_or(Duration::minutes(15));
+        if accounts::security::is_recent(self.session.authenticated_at, within, crate::time::now()) {
+            Ok(())
+        } else {
+            Err(WebError::ConfirmRequired(back.to_owned()))
+        }
+    }
 }
 
 /// Where to come back to after logging in: this request's path and query.
@@ -48,8 +63,8 @@ impl FromRequest for CurrentUser {
                 .clone();
             let token = SessionToken::from_cookie(id);
             let max_age = Duration::from_std(state.settings.session_max()).unwrap_or(Duration::hours(12));
-            match accounts::session_user(&state.pool, token.clone(), max_age).await? {
-                Some(user) => Ok(CurrentUser { user, token }),
+            match accounts::session(&state.pool, token.clone(), max_age).await? {
+                Some((user, session)) => Ok(CurrentUser { user, token, session }),
                 None => {
                     // Ended on the server (logout elsewhere, password change):
                     // drop the stale identity from this browser too.
@@ -68,7 +83,8 @@ pub async fn log_in(req: &HttpRequest, state: &AppState, user: &User) -> Result<
     if let Some(old) = Identity::extract(req).await.ok().and_then(|i| i.id().ok()) {
         accounts::end_session(&state.pool, SessionToken::from_cookie(old)).await?;
     }
-    let token = accounts::start_session(&state.pool, user.id).await?;
+    let origin = super::origin(req);
+    let token = accounts::start_session(&state.pool, user.id, origin.address, origin.user_agent).await?;
     Identity::login(&req.extensions(), token.expose().to_owned()).map_err(|e| anyhow::anyhow!("cannot log in: {e}"))?;
     Ok(())
 }
