@@ -125,8 +125,8 @@ impl TestApp {
         if page.contains(r#"name="csrf_token""#) {
             csrf_in(&page)
         } else {
-            // Logged in: /login redirects, so take it from the keys page.
-            csrf_in(&self.get_with(client, "/keys/new").await.text().await.unwrap())
+            // Logged in: /login redirects, so take it from the account page.
+            csrf_in(&self.get_with(client, "/account").await.text().await.unwrap())
         }
     }
 

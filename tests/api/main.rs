@@ -1,6 +1,7 @@
 mod helpers;
 
 mod abuse;
+mod account_security;
 mod api;
 mod bad_input;
 mod cli;
