@@ -18,6 +18,12 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        static LOGS: std::sync::Once = std::sync::Once::new();
+        LOGS.call_once(|| {
+            if std::env::var("TEST_LOG").is_ok() {
+                keyward::telemetry::init();
+            }
+        });
         let dir = tempfile::tempdir().expect("temp dir");
         // The base URL must name the port before the app binds it, so take a
         // free one first rather than port 0.

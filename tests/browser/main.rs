@@ -17,3 +17,4 @@ mod browser;
 mod journey;
 mod keyboard;
 mod rotation;
+mod two_factor;
