@@ -11,22 +11,29 @@
 #   (n) wrk -> nginx /noauth/ -> upstream                      no auth: the baseline
 #   (f) wrk -> nginx /read/   -> auth_request -> Keyward /auth/verify?scope=read
 #                             -> upstream                      forward auth (the README's config)
-# and, to find what a forward-auth request costs and where:
-#   (s) the same auth_request, answered by a stub location of nginx itself
-#       (`return 200;` on the upstream port): the subrequest and the TCP hop
-#       with an auth service that costs next to nothing
-#   (p) the same auth_request to Keyward's `HEAD /api/v1/ping`: Keyward's
-#       HTTP path without a key check (HEAD: no body, so the connection is
+# and, to find what a forward-auth request costs and where (PROFILE=1, the
+# default), each step adding one thing to the one before:
+#   (l) auth_request to an internal `return 200;` location of the same
+#       server: nginx's subrequest alone, no connection to anything
+#   (s) auth_request proxied to a stub location of nginx itself
+#       (`return 200;` on the upstream port): + the TCP hop to an auth
+#       service that costs next to nothing
+#   (p) auth_request proxied to Keyward's `HEAD /api/v1/ping`: + Keyward's
+#       HTTP path, without a key check (HEAD: no body, so the connection is
 #       kept, as with /auth/verify)
+#   (f) is (p) + the key check and the X-Keyward-* headers.
 #
-# Each of RUNS rounds runs n f n2 s n3 p n4; every row is compared with the
-# mean of the two (n) runs around it (the host drifts by ±15 % a minute),
-# throughput and p99 alike. CPU per request of nginx (master and workers)
-# and of Keyward comes from /proc/<pid>/stat around each run.
+# Each of RUNS rounds runs n f n2 l n3 s n4 p n5; every row is compared
+# with the mean of the two (n) runs around it (the host drifts by ±15 % a
+# minute), throughput and p99 alike. CPU per request of nginx (master and
+# workers), of Keyward and of wrk comes from /proc/<pid>/stat and the
+# shell's `times` around each run. Each round first waits (up to
+# WAIT_QUIET_ROUND seconds, 120 by default) for a quiet machine.
 #
 #   bash benches/forward_auth.sh             # DURATION=10s CONNS=64 THREADS=2 RUNS=3
 #   BIN=/path/to/keyward bash benches/forward_auth.sh    # skip the build
 #   DURATION=5s RUNS=1 PROFILE=0 bash benches/forward_auth.sh   # (n) and (f) only
+#   KEEPALIVE=16 NGINX_WORKERS=1 bash benches/forward_auth.sh   # other nginx settings
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -81,23 +88,27 @@ d = [y - x for x, y in zip(a, b)]
 print(f"{(d[0] + d[2] + d[5] + d[6]) / (sum(d[:8]) or 1) * os.cpu_count():.2f}")
 PY
 }
-waited=0
-while :; do
-  busy=$(busy_cores)
-  python3 -c "import sys; sys.exit(0 if $busy < 0.5 else 1)" && break
-  if ((waited >= ${WAIT_QUIET:-300})); then
-    echo "still $busy cores busy at nice <= 0 after $waited s; going on"
-    break
-  fi
-  echo "$busy cores busy at nice <= 0; waiting for a quiet machine…"
-  sleep 8
-  waited=$((waited + 10))
-done
+wait_quiet() {
+  local waited=0 busy
+  while :; do
+    busy=$(busy_cores)
+    python3 -c "import sys; sys.exit(0 if $busy < 0.5 else 1)" && break
+    if ((waited >= $1)); then
+      echo "  still $busy cores busy at nice <= 0 after $waited s; going on"
+      break
+    fi
+    echo "  $busy cores busy at nice <= 0; waiting for a quiet machine…"
+    sleep 8
+    waited=$((waited + 10))
+  done
+}
+wait_quiet "${WAIT_QUIET:-300}"
 
 if [[ -z "${BIN:-}" ]]; then
   echo "== build"
   nice -n 10 cargo build --release --locked --bin keyward 2>&1 | tail -1
   BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/keyward
+  BUILT=1
 fi
 
 echo "== machine"
@@ -107,8 +118,8 @@ echo "memory:  $(free -g | awk '/^Mem/{print $2}') GiB"
 echo "kernel:  $(uname -r)"
 echo "wrk:     $(wrk -v 2>&1 | head -1)"
 echo "nginx:   $("$NGINX" -v 2>&1)"
-echo "binary:  $BIN"
-echo "commit:  $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' (+ local changes in the tree)')"
+echo "binary:  $BIN ($(date -u -r "$BIN" '+built %Y-%m-%d %H:%M UTC'))"
+echo "tree:    $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' (+ local changes)')$([[ -n "${BUILT:-}" ]] || echo ', not necessarily the binary')"
 echo "uptime: $(uptime)"
 
 # ---- Keyward -----------------------------------------------------------------
@@ -218,6 +229,18 @@ http {
             proxy_pass http://api;
         }
 
+        # (l) a subrequest to a location of this server: no connection
+        location = /_local {
+            internal;
+            return 200;
+        }
+        location /local/ {
+            auth_request /_local;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://api;
+        }
+
         # (s) the same auth_request, answered by nginx's stub
         location = /_stub {
             internal;
@@ -271,7 +294,8 @@ HOT_H="Authorization: Bearer $HOT"
 [[ $(curl -s -H "$HOT_H" "$FRONT/read/items") == '{"ok":true}' ]] || { echo "forward-auth row broken"; exit 1; }
 [[ $(status "$FRONT/read/items") == 401 ]] || { echo "no key was not refused"; exit 1; }
 [[ $(status -H "Authorization: Bearer kw_nonsense" "$FRONT/read/items") == 401 ]] || { echo "a bad key was not refused"; exit 1; }
-[[ $(status -H "$HOT_H" "$FRONT/stub/items") == 200 && $(status -H "$HOT_H" "$FRONT/ping/items") == 200 ]] ||
+[[ $(status -H "$HOT_H" "$FRONT/local/items") == 200 && $(status -H "$HOT_H" "$FRONT/stub/items") == 200 &&
+  $(status -H "$HOT_H" "$FRONT/ping/items") == 200 ]] ||
   { echo "profiling rows broken"; exit 1; }
 seen=$(curl -s -H "$HOT_H" -H "X-Keyward-User: mallory" -H "X-Keyward-Key-Id: forged" \
   -H "X-Keyward-Key-Prefix: forged" -H "X-Keyward-Scopes: admin" "$FRONT/read/whoami")
@@ -305,28 +329,43 @@ busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 time_wait() { ss -tan state time-wait "( dport = :$KPORT )" 2>/dev/null | tail -n +2 | wc -l; }
 metric() { curl -sf -H 'Authorization: Bearer load-test' "$KBASE/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
-declare -A RPS P50 P99 BAD CMD NGX KW ALL
+# The CPU time (user + system, seconds) of this shell's finished children,
+# from a file the `times` builtin wrote (it must run in this shell, not in
+# a subshell: a fork starts with no children's time).
+children_cpu() {
+  python3 -c "
+import re, sys
+line = open(sys.argv[1]).read().splitlines()[-1]
+print(sum(int(m) * 60 + float(s) for m, s in re.findall(r'(\d+)m([\d.]+)s', line)))" "$1"
+}
+
+declare -A RPS P50 P99 BAD CMD NGX KW WRKC ALL
 measure() {
   local row=$1
   shift
   CMD[$row]="wrk $(printf "%q " "$@")"
   local out="$WORK/$row.$ROUND.txt" key="$row.$ROUND"
-  local n0 k0 b0 n1 k1 b1 n
+  local n0 k0 b0 w0 n1 k1 b1 w1 n
   n0=$(nginx_ticks); k0=$(ticks_of "$SERVER_PID"); b0=$(busy_ticks)
+  times >"$WORK/times0"
   wrk "$@" >"$out" 2>&1
+  times >"$WORK/times1"
   n1=$(nginx_ticks); k1=$(ticks_of "$SERVER_PID"); b1=$(busy_ticks)
+  w0=$(children_cpu "$WORK/times0"); w1=$(children_cpu "$WORK/times1")
   n=$(awk '/requests in/ { print $1 }' "$out")
   per() { python3 -c "print(f'{$1 * 1e6 / $HZ / $n:.1f}')"; }
   NGX[$key]=$(per $((n1 - n0)))
   KW[$key]=$(per $((k1 - k0)))
   ALL[$key]=$(per $((b1 - b0)))
+  WRKC[$key]=$(python3 -c "print(f'{($w1 - $w0) * 1e6 / $n:.1f}')")
   RPS[$key]=$(awk '/^Requests\/sec/ { print $2 }' "$out")
   P50[$key]=$(awk '$1 == "50%" { print $2 }' "$out")
   P99[$key]=$(awk '$1 == "99%" { print $2 }' "$out")
   BAD[$key]=$(awk '/Non-2xx or 3xx/ { print $5 }' "$out")
   BAD[$key]=${BAD[$key]:-0}
-  printf '  round %d %-2s %10s req/s  p50 %8s  p99 %8s  CPU µs/req: nginx %5s keyward %5s all %5s  non-2xx %s\n' \
-    "$ROUND" "$row" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${NGX[$key]}" "${KW[$key]}" "${ALL[$key]}" "${BAD[$key]}"
+  printf '  round %d %-2s %10s req/s  p50 %8s  p99 %8s  CPU µs/req: nginx %5s keyward %5s wrk %5s all %5s  non-2xx %s\n' \
+    "$ROUND" "$row" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${NGX[$key]}" "${KW[$key]}" "${WRKC[$key]}" \
+    "${ALL[$key]}" "${BAD[$key]}"
 }
 WRK="-t$THREADS -c$CONNS -d$DURATION --latency"
 
@@ -334,30 +373,33 @@ WRK="-t$THREADS -c$CONNS -d$DURATION --latency"
 wrk -t1 -c8 -d2s -H "$HOT_H" "$FRONT/read/items" >/dev/null
 
 ROWS="n f n2"
-[[ $PROFILE == 1 ]] && ROWS="n f n2 s n3 p n4"
+[[ $PROFILE == 1 ]] && ROWS="n f n2 l n3 s n4 p n5"
 v0=$(metric 'keyward_key_verifications_total{outcome="ok"}' || true)
 for ROUND in $(seq "$RUNS"); do
-  echo "== round $ROUND: (f) forward auth$([[ $PROFILE == 1 ]] && echo ', (s) stub auth, (p) ping auth'), each between runs of (n) no auth"
+  echo "== round $ROUND: (f) forward auth$([[ $PROFILE == 1 ]] && echo ', (l) local subrequest, (s) stub auth, (p) ping auth'), each between runs of (n) no auth"
+  wait_quiet "${WAIT_QUIET_ROUND:-120}"
   measure n $WRK -H "$HOT_H" "$FRONT/noauth/items"
   measure f $WRK -H "$HOT_H" "$FRONT/read/items"
   echo "  connections to Keyward in TIME-WAIT after (f): $(time_wait)"
   measure n2 $WRK -H "$HOT_H" "$FRONT/noauth/items"
   if [[ $PROFILE == 1 ]]; then
-    measure s $WRK -H "$HOT_H" "$FRONT/stub/items"
+    measure l $WRK -H "$HOT_H" "$FRONT/local/items"
     measure n3 $WRK -H "$HOT_H" "$FRONT/noauth/items"
+    measure s $WRK -H "$HOT_H" "$FRONT/stub/items"
+    measure n4 $WRK -H "$HOT_H" "$FRONT/noauth/items"
     measure p $WRK -H "$HOT_H" "$FRONT/ping/items"
     echo "  connections to Keyward in TIME-WAIT after (p): $(time_wait)"
-    measure n4 $WRK -H "$HOT_H" "$FRONT/noauth/items"
+    measure n5 $WRK -H "$HOT_H" "$FRONT/noauth/items"
   fi
 done
 v1=$(metric 'keyward_key_verifications_total{outcome="ok"}' || true)
 
 # ---- summary -----------------------------------------------------------------
-declare -A BEFORE=([f]=n [s]=n2 [p]=n3) AFTER=([f]=n2 [s]=n3 [p]=n4)
+declare -A BEFORE=([f]=n [l]=n2 [s]=n3 [p]=n4) AFTER=([f]=n2 [l]=n3 [s]=n4 [p]=n5)
 echo
 echo "== summary ($THREADS wrk threads, $CONNS connections, $DURATION per run; nginx $NGINX_WORKERS workers, keepalive $KEEPALIVE)"
-printf '| round | row | %10s | %8s | %8s | %9s | %9s | %11s | %13s | %13s | %s\n' \
-  "req/s" p50 p99 "vs (n)" "p99 vs (n)" "nginx µs/req" "Keyward µs/req" "all CPU µs/req" "non-2xx"
+printf '| round | row | %10s | %8s | %8s | %6s | %10s | %12s | %14s | %10s | %14s | %s\n' \
+  "req/s" p50 p99 "vs (n)" "p99 vs (n)" "nginx µs/req" "Keyward µs/req" "wrk µs/req" "all CPU µs/req" "non-2xx"
 declare -A RATIOS P99R
 for ROUND in $(seq "$RUNS"); do
   for r in $ROWS; do
@@ -370,12 +412,12 @@ for ROUND in $(seq "$RUNS"); do
       RATIOS[$r]="${RATIOS[$r]:-} $vs"
       P99R[$r]="${P99R[$r]:-} $p99r"
     fi
-    printf '| %5d | %-3s | %10s | %8s | %8s | %9s | %10s | %12s | %14s | %14s | %s\n' "$ROUND" "$r" "${RPS[$k]}" \
-      "${P50[$k]}" "${P99[$k]}" "$vs" "$p99r" "${NGX[$k]}" "${KW[$k]}" "${ALL[$k]}" "${BAD[$k]}"
+    printf '| %5d | %-3s | %10s | %8s | %8s | %6s | %10s | %12s | %14s | %10s | %14s | %s\n' "$ROUND" "$r" \
+      "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "$vs" "$p99r" "${NGX[$k]}" "${KW[$k]}" "${WRKC[$k]}" "${ALL[$k]}" "${BAD[$k]}"
   done
 done
 echo "(\"vs (n)\": req/s against the mean of the two (n) runs around the row; \"p99 vs (n)\": p99 against the mean of their p99s)"
-for r in f s p; do
+for r in f l s p; do
   [[ -n "${RATIOS[$r]:-}" ]] || continue
   echo "($r) throughput vs (n), median of $RUNS rounds: $(median ${RATIOS[$r]}) (all:${RATIOS[$r]});" \
     "p99 vs (n): $(median ${P99R[$r]}) (all:${P99R[$r]})"
@@ -385,12 +427,15 @@ f_p99=$(median ${P99R[f]})
 echo "targets: forward auth >= 0.6x the no-auth throughput: $(python3 -c "print('yes' if $f_thr >= 0.6 else 'no')") ($f_thr);" \
   "p99 <= 2x: $(python3 -c "print('yes' if $f_p99 <= 2.0 else 'no')") ($f_p99)"
 for r in $ROWS; do
-  n="" k="" a=""
-  for ROUND in $(seq "$RUNS"); do n="$n ${NGX[$r.$ROUND]}"; k="$k ${KW[$r.$ROUND]}"; a="$a ${ALL[$r.$ROUND]}"; done
-  echo "($r) CPU per request, median of $RUNS rounds: nginx $(median $n) µs, Keyward $(median $k) µs, all CPUs $(median $a) µs"
+  n="" k="" w="" a=""
+  for ROUND in $(seq "$RUNS"); do
+    n="$n ${NGX[$r.$ROUND]}" k="$k ${KW[$r.$ROUND]}" w="$w ${WRKC[$r.$ROUND]}" a="$a ${ALL[$r.$ROUND]}"
+  done
+  echo "($r) CPU per request, median of $RUNS rounds: nginx $(median $n) µs, Keyward $(median $k) µs," \
+    "wrk $(median $w) µs, all CPUs $(median $a) µs"
 done
 [[ -n "$v0" && -n "$v1" ]] && echo "keys verified by Keyward during the runs: $(python3 -c "print(int($v1 - $v0))")"
 echo
 echo "commands (\$HOT is the key created through the pages):"
-for r in n f s p; do [[ -n "${CMD[$r]:-}" ]] && echo "  ($r) ${CMD[$r]//$HOT/\$HOT}"; done
+for r in n f l s p; do [[ -n "${CMD[$r]:-}" ]] && echo "  ($r) ${CMD[$r]//$HOT/\$HOT}"; done
 echo "uptime: $(uptime)"
