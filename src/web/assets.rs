@@ -49,6 +49,10 @@ pub async fn security_headers(
         .app_data::<web::Data<crate::state::AppState>>()
         .is_some_and(|s| s.settings.is_https());
     let is_asset = req.path().starts_with("/static/") || req.path() == "/favicon.ico";
+    // Answers to a proxy's auth subrequest never reach a browser: the
+    // page headers would only cost every protected call ~450 bytes
+    // (docs/forward-auth.md). `no-store` stays.
+    let for_proxy = req.path() == "/auth/verify";
     // The request line is copied for the debug log only when that log is
     // on: every API call passes here.
     let logged = tracing::enabled!(target: "keyward::http", tracing::Level::DEBUG)
@@ -58,6 +62,10 @@ pub async fn security_headers(
         tracing::debug!(target: "keyward::http", %method, path = ?path, status = res.status().as_u16());
     }
     let h = res.headers_mut();
+    if for_proxy {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(res);
+    }
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

@@ -55,8 +55,17 @@ struct Proxy {
 }
 
 impl Drop for Proxy {
+    /// A graceful stop (SIGQUIT for nginx, SIGTERM for Caddy), so nginx's
+    /// master takes its workers with it; SIGKILL only if that fails.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let signal = if self.name == "nginx" { "-QUIT" } else { "-TERM" };
+        let stopped = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -117,7 +126,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
 
-    upstream keyward {{ server 127.0.0.1:{keyward}; keepalive 16; }}
+    upstream keyward {{ server 127.0.0.1:{keyward}; keepalive 64; }}
     upstream api {{ server 127.0.0.1:{upstream}; keepalive 16; }}
 
     server {{
@@ -146,9 +155,11 @@ http {{
         location /read/ {{
             auth_request /_keyward/read;
             auth_request_set $keyward_user $upstream_http_x_keyward_user;
+            auth_request_set $keyward_key_id $upstream_http_x_keyward_key_id;
             auth_request_set $keyward_key $upstream_http_x_keyward_key_prefix;
             auth_request_set $keyward_scopes $upstream_http_x_keyward_scopes;
             proxy_set_header X-Keyward-User $keyward_user;
+            proxy_set_header X-Keyward-Key-Id $keyward_key_id;
             proxy_set_header X-Keyward-Key-Prefix $keyward_key;
             proxy_set_header X-Keyward-Scopes $keyward_scopes;
             proxy_http_version 1.1;
@@ -158,7 +169,13 @@ http {{
         location /write/ {{
             auth_request /_keyward/write;
             auth_request_set $keyward_user $upstream_http_x_keyward_user;
+            auth_request_set $keyward_key_id $upstream_http_x_keyward_key_id;
+            auth_request_set $keyward_key $upstream_http_x_keyward_key_prefix;
+            auth_request_set $keyward_scopes $upstream_http_x_keyward_scopes;
             proxy_set_header X-Keyward-User $keyward_user;
+            proxy_set_header X-Keyward-Key-Id $keyward_key_id;
+            proxy_set_header X-Keyward-Key-Prefix $keyward_key;
+            proxy_set_header X-Keyward-Scopes $keyward_scopes;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass http://api;
@@ -292,12 +309,16 @@ async fn through(proxy: &Proxy, app: &TestApp) {
         .get(proxy.url("/read/items?key=ignored"))
         .bearer_auth(&reader)
         .header("x-keyward-user", "mallory")
+        .header("x-keyward-scopes", "keys:write admin")
+        .header("x-keyward-key-id", "forged")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK, "{name}");
     let seen: serde_json::Value = res.json().await.unwrap();
     assert_eq!(seen["x-keyward-user"], "alice", "{name}: {seen}");
+    assert_eq!(seen["x-keyward-scopes"], "read", "{name}: {seen}");
+    assert_eq!(seen["x-keyward-key-id"], id_of(&reader), "{name}: {seen}");
     assert_eq!(seen["x-keyward-key-prefix"], prefix_of(&reader), "{name}");
 
     // Forged identity without a key: refused, nothing reaches the API.
