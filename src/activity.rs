@@ -24,6 +24,8 @@ pub enum Event {
     TotpEnabled,
     TotpDisabled,
     SessionRevoked,
+    KeyLeaked,
+    AccountDisabled,
 }
 
 impl Event {
@@ -42,6 +44,8 @@ impl Event {
             Self::TotpEnabled => "totp_enabled",
             Self::TotpDisabled => "totp_disabled",
             Self::SessionRevoked => "session_revoked",
+            Self::KeyLeaked => "key_leaked",
+            Self::AccountDisabled => "account_disabled",
         }
     }
 }
@@ -126,6 +130,37 @@ pub async fn for_user(pool: &Pool, user_id: i64, before: Option<i64>) -> anyhow:
 pub async fn prune(pool: &Pool, before: NaiveDateTime) -> anyhow::Result<usize> {
     db::run(pool, move |conn| {
         Ok(diesel::delete(activity_events::table.filter(activity_events::at.lt(before))).execute(conn)?)
+    })
+    .await
+}
+
+/// Events of every user for operators, newest first, older than event
+/// `before` when given, filtered by username and event; `limit` at most.
+pub async fn all(
+    pool: &Pool,
+    user: Option<String>,
+    event: Option<String>,
+    before: Option<i64>,
+    limit: i64,
+) -> anyhow::Result<Vec<(EventRow, String)>> {
+    use crate::db::schema::users;
+    db::run(pool, move |conn| {
+        let mut q = activity_events::table
+            .inner_join(users::table)
+            .order(activity_events::id.desc())
+            .limit(limit)
+            .select((EventRow::as_select(), users::username))
+            .into_boxed();
+        if let Some(u) = user {
+            q = q.filter(users::username.eq(u));
+        }
+        if let Some(e) = event {
+            q = q.filter(activity_events::event.eq(e));
+        }
+        if let Some(b) = before {
+            q = q.filter(activity_events::id.lt(b));
+        }
+        Ok(q.load(conn)?)
     })
     .await
 }

@@ -29,6 +29,15 @@ pub enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Revoke keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Revoke the key with this display prefix (kw_AbCdEfGh), whoever owns it.
+    Revoke { prefix: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,7 +60,20 @@ pub enum UserCommand {
         /// The user's email address.
         #[arg(long)]
         email: String,
+        /// Make the user an admin (the /admin console).
+        #[arg(long)]
+        admin: bool,
     },
+    /// Make a user an admin, or with --revoke no longer one.
+    Admin {
+        name: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Disable a user: no login, sessions ended, keys refused.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -187,6 +209,10 @@ pub struct Settings {
     /// this recent; older sessions are asked to confirm first.
     #[arg(long, env = "KEYWARD_CONFIRM_MINUTES", default_value_t = 15.0, global = true)]
     pub confirm_minutes: f64,
+    /// GitHub's secret-scanning public keys (their meta JSON); unset, the
+    /// leak endpoint is not served.
+    #[arg(long, env = "KEYWARD_GITHUB_SCANNING_KEYS", global = true)]
+    pub github_scanning_keys: Option<PathBuf>,
     /// Security events are kept this many days.
     #[arg(long, env = "KEYWARD_ACTIVITY_RETENTION_DAYS", default_value_t = 90, global = true)]
     pub activity_retention_days: u32,
@@ -245,6 +271,7 @@ impl Settings {
             registrations_per_hour: 20,
             max_keys_per_user: 100,
             activity_retention_days: 90,
+            github_scanning_keys: None,
             confirm_minutes: 15.0,
             reminder_seconds: 60,
             metrics_token: None,

@@ -5,7 +5,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use anyhow::Context as _;
 use clap::Parser as _;
 use keyward::accounts::{self, domain};
-use keyward::config::{Cli, Command, DbCommand, UserCommand};
+use keyward::config::{Cli, Command, DbCommand, KeysCommand, UserCommand};
 use keyward::startup::Application;
 
 fn main() -> anyhow::Result<()> {
@@ -101,7 +101,28 @@ async fn run() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::User(UserCommand::Create { name, email }) => {
+        Command::User(UserCommand::Admin { name, revoke }) => {
+            let pool = open_pool(&settings)?;
+            anyhow::ensure!(
+                keyward::operators::set_admin(&pool, &name, !revoke).await?,
+                "no user named {name:?}"
+            );
+            println!("{name} is {}an admin", if revoke { "no longer " } else { "now " });
+            Ok(())
+        }
+        Command::User(UserCommand::Disable { name }) => set_disabled(&settings, &name, true).await,
+        Command::User(UserCommand::Enable { name }) => set_disabled(&settings, &name, false).await,
+        Command::Keys(KeysCommand::Revoke { prefix }) => {
+            let pool = open_pool(&settings)?;
+            let verifier = cli_verifier(&pool);
+            anyhow::ensure!(
+                keyward::operators::revoke_by_prefix(&pool, &verifier, prefix.trim()).await?,
+                "no key with prefix {prefix:?}"
+            );
+            println!("revoked {prefix}");
+            Ok(())
+        }
+        Command::User(UserCommand::Create { name, email, admin }) => {
             let username = domain::Username::parse(&name).map_err(anyhow::Error::msg)?;
             let email = domain::Email::parse(&email).map_err(anyhow::Error::msg)?;
             let password = domain::Password::parse(&read_password()?, username.as_str()).map_err(anyhow::Error::msg)?;
@@ -110,10 +131,41 @@ async fn run() -> anyhow::Result<()> {
             let registered = accounts::register(&pool, username, email, password)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot create user: {e}"))?;
-            println!("created user {}", registered.user.username);
+            if admin {
+                keyward::operators::set_admin(&pool, &registered.user.username, true).await?;
+            }
+            println!(
+                "created user {}{}",
+                registered.user.username,
+                if admin { " (admin)" } else { "" }
+            );
             Ok(())
         }
     }
+}
+
+fn open_pool(settings: &keyward::config::Settings) -> anyhow::Result<keyward::db::Pool> {
+    if let keyward::db::DatabaseUrl::Sqlite(_) = settings.database() {
+        std::fs::create_dir_all(&settings.data_dir)?;
+    }
+    keyward::db::connect(&settings.database())
+}
+
+/// A verifier for the CLI's own changes. A running instance on PostgreSQL
+/// hears of them through NOTIFY; on SQLite within its cache lifetime.
+fn cli_verifier(pool: &keyward::db::Pool) -> keyward::keys::Verifier {
+    keyward::keys::Verifier::new(pool.clone(), std::sync::Arc::new(keyward::keys::LastUsed::default()))
+}
+
+async fn set_disabled(settings: &keyward::config::Settings, name: &str, disabled: bool) -> anyhow::Result<()> {
+    let pool = open_pool(settings)?;
+    let verifier = cli_verifier(&pool);
+    anyhow::ensure!(
+        keyward::operators::set_disabled(&pool, &verifier, name, disabled).await?,
+        "no user named {name:?}"
+    );
+    println!("{name} is {}", if disabled { "disabled" } else { "enabled" });
+    Ok(())
 }
 
 /// From a prompt (asked twice) on a terminal, else the first line of stdin.

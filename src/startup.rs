@@ -81,6 +81,8 @@ impl Application {
             cookie_key: key.clone(),
             totp_key: crate::accounts::totp::SealingKey::derive(key.master()),
             health: Default::default(),
+            github_keys: settings.github_scanning_keys.clone().map(crate::leaks::GithubKeys::new),
+            revoke_per_address: RateLimit::new(30, Duration::from_secs(60)),
             reset_per_account: RateLimit::new(3, Duration::from_secs(15 * 60)),
             reset_per_address: RateLimit::new(30, Duration::from_secs(15 * 60)),
         });

@@ -28,6 +28,10 @@ pub struct AppState {
     pub health: crate::web::HealthCache,
     /// Signs the device cookies (the session cookie's key).
     pub cookie_key: Key,
+    /// GitHub's secret-scanning keys, when configured.
+    pub github_keys: Option<crate::leaks::GithubKeys>,
+    /// Public revocation requests per address.
+    pub revoke_per_address: RateLimit,
     /// Seals TOTP secrets (derived from the same instance secret).
     pub totp_key: crate::accounts::totp::SealingKey,
     /// Reset requests per account (silently dropped beyond the limit).

@@ -92,6 +92,7 @@ pub fn find_user(
         .inner_join(user_sessions::table)
         .filter(user_sessions::id.eq(token.digest()))
         .filter(user_sessions::created_at.gt(now - max_age))
+        .filter(users::disabled_at.is_null())
         .select((User::as_select(), SessionInfo::as_select()))
         .first::<(User, SessionInfo)>(conn)
         .optional()?;

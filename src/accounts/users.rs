@@ -18,6 +18,9 @@ pub struct User {
     pub totp_secret: Option<Vec<u8>>,
     /// The last time step whose code was accepted: a code works once.
     pub totp_last_step: Option<i64>,
+    pub is_admin: bool,
+    /// Set by an admin: the user cannot log in and their keys are refused.
+    pub disabled_at: Option<NaiveDateTime>,
 }
 
 impl User {

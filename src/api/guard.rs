@@ -51,6 +51,12 @@ pub enum ApiError {
     /// The key is over its rate limit.
     #[error("rate_limited")]
     RateLimited(Decision),
+    /// A leak report whose signature does not verify.
+    #[error("invalid_signature")]
+    InvalidSignature,
+    /// Too many requests from this address.
+    #[error("rate_limited")]
+    TooManyRequests,
 }
 
 impl ResponseError for ApiError {
@@ -62,7 +68,8 @@ impl ResponseError for ApiError {
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::AddressNotAllowed => StatusCode::FORBIDDEN,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::InvalidSignature => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -96,6 +103,9 @@ impl ResponseError for ApiError {
         }
         if let Self::Unavailable = self {
             res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let Self::TooManyRequests = self {
+            res.insert_header((header::RETRY_AFTER, "60"));
         }
         if let Self::RateLimited(d) = self {
             res.insert_header((header::RETRY_AFTER, d.retry_after_secs));

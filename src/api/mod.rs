@@ -2,6 +2,7 @@
 
 pub mod forward_auth;
 pub mod guard;
+pub mod leaks;
 pub mod openapi;
 
 use actix_web::http::header::{self, ContentType};
@@ -316,6 +317,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .service(web::resource("/ping").route(web::get().to(ping)))
             .service(web::resource("/openapi.json").route(web::get().to(openapi::document)))
+            .service(
+                web::resource("/leaks/github")
+                    .app_data(web::PayloadConfig::new(leaks::BODY_LIMIT))
+                    .route(web::post().to(leaks::github)),
+            )
+            .service(
+                web::resource("/revoke")
+                    .app_data(web::PayloadConfig::new(leaks::BODY_LIMIT))
+                    .route(web::post().to(leaks::revoke)),
+            )
             .service(web::resource("/whoami").route(web::get().to(whoami)))
             .service(
                 web::resource("/keys")

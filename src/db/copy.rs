@@ -23,6 +23,8 @@ struct UserRow {
     created_at: NaiveDateTime,
     totp_secret: Option<Vec<u8>>,
     totp_last_step: Option<i64>,
+    is_admin: bool,
+    disabled_at: Option<NaiveDateTime>,
 }
 
 #[derive(Queryable, Insertable)]

@@ -11,6 +11,15 @@ diesel::table! {
         created_at -> Timestamp,
         totp_secret -> Nullable<Binary>,
         totp_last_step -> Nullable<BigInt>,
+        is_admin -> Bool,
+        disabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    key_policy (id) {
+        id -> BigInt,
+        max_key_lifetime_days -> Nullable<Integer>,
     }
 }
 
@@ -133,5 +142,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     activity_events,
     mail_claims,
     recovery_codes,
-    email_change_tokens
+    email_change_tokens,
+    key_policy
 );

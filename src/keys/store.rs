@@ -125,11 +125,13 @@ pub fn name_taken(conn: &mut DbConnection, user_id: i64, name: &str) -> QueryRes
         .map(|n| n > 0)
 }
 
-/// What verification needs: the key, its stored digest and its owner's name.
+/// What verification needs: the key, its stored digest and its owner's
+/// name. A disabled owner's keys are not found.
 pub fn find_for_verify(conn: &mut DbConnection, id: &str) -> QueryResult<Option<(KeyInfo, Vec<u8>, String)>> {
     api_keys::table
         .inner_join(users::table)
         .filter(api_keys::id.eq(id))
+        .filter(users::disabled_at.is_null())
         .select((KeyInfo::as_select(), api_keys::digest, users::username))
         .first(conn)
         .optional()

@@ -226,6 +226,13 @@ async fn login(
         }
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
+    if user.disabled_at.is_some() {
+        tracing::info!(target: "keyward::audit", event = "login_refused_disabled", user = %user.username, addr = %client_addr(&req));
+        return login_page(
+            StatusCode::FORBIDDEN,
+            "This account is disabled. Ask an administrator.".into(),
+        );
+    }
     if user.has_2fa() {
         // The password was right; the second step decides (`/login/2fa`).
         super::security::await_second_factor(&session, &user, form.get("next"))?;

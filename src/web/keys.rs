@@ -52,7 +52,7 @@ pub struct KeyRow {
 }
 
 impl KeyRow {
-    fn new(k: &KeyInfo, now: NaiveDateTime) -> Self {
+    pub(super) fn new(k: &KeyInfo, now: NaiveDateTime) -> Self {
         let expired = k.is_expired(now);
         Self {
             id: k.id.clone(),
@@ -180,6 +180,7 @@ async fn create(
     let expiry = keys::parse_expiry(form.get("expires_in_days"))
         .map_err(|e| errors.add("expires_in_days", e))
         .ok();
+    let expiry = within_policy(&state, expiry, &mut errors).await?;
     let allowed = AllowedIps::parse(form.get("allowed_ips"))
         .map_err(|e| errors.add("allowed_ips", e))
         .ok();
@@ -266,6 +267,29 @@ pub struct RefusalView {
     pub reason: &'static str,
     pub address: String,
     pub count: u64,
+}
+
+/// The operators' policy (`/admin/policy`): with a maximum lifetime, a new
+/// or rotated key must expire within it.
+async fn within_policy(
+    state: &AppState,
+    expiry: Option<Option<u32>>,
+    errors: &mut FieldErrors,
+) -> Result<Option<Option<u32>>, WebError> {
+    let Some(days) = expiry else { return Ok(None) };
+    let Some(max) = crate::operators::max_key_lifetime_days(&state.pool).await? else {
+        return Ok(Some(days));
+    };
+    match days {
+        Some(d) if d <= max => Ok(Some(Some(d))),
+        _ => {
+            errors.add(
+                "expires_in_days",
+                format!("Keys must expire within {max} days here: enter a number of days from 1 to {max}."),
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The key page: what the key is, how it is used, and its forms.
@@ -431,6 +455,7 @@ async fn rotate(
     let expiry = keys::parse_expiry(form.get("expires_in_days"))
         .map_err(|e| errors.add("expires_in_days", e))
         .ok();
+    let expiry = within_policy(&state, expiry, &mut errors).await?;
     if key.retires_at.is_some() {
         errors.add(
             "grace_minutes",

@@ -2,6 +2,7 @@
 //! pages and the headers every response carries.
 
 pub mod activity;
+pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod chart;
@@ -28,6 +29,8 @@ use crate::state::AppState;
 pub struct Page {
     pub title: String,
     pub user: Option<String>,
+    /// The user may use `/admin`.
+    pub admin: bool,
     pub csrf: String,
     pub flash: Option<String>,
     pub registration_open: bool,
@@ -41,6 +44,7 @@ impl Page {
         Self {
             title: title.to_owned(),
             user: user.map(|u| u.username.clone()),
+            admin: user.is_some_and(|u| u.is_admin),
             csrf: csrf::token(session),
             flash,
             registration_open: state.settings.registration == crate::config::Registration::Open,
@@ -61,6 +65,7 @@ impl Page {
         Self {
             title: title.to_owned(),
             user: None,
+            admin: false,
             csrf: String::new(),
             flash: None,
             registration_open: false,
@@ -223,6 +228,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(keys::configure)
         .configure(activity::configure)
         .configure(security::configure)
+        .configure(admin::configure)
         .configure(password::configure)
         .configure(assets::configure);
 }

@@ -12,6 +12,7 @@ mod logs;
 mod mailbox;
 mod metrics;
 mod migrations;
+mod operators;
 mod pages;
 mod password;
 mod pg;
