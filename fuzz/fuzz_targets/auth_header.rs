@@ -1,0 +1,98 @@
+//! The API guard's header parser, `key_from_headers`.
+//!
+//! Input layout: the first byte says how many `Authorization` headers (bits
+//! 0-1, 0-3) and `X-API-Key` headers (bits 2-3, 0-3) to append, and whether
+//! an unrelated header comes first (bit 4) and the two kinds are
+//! interleaved (bit 5); the rest is split on 0x00 into the header values.
+//! Values `HeaderValue::from_bytes` refuses are skipped.
+//!
+//! Invariants: a returned key is non-empty, has no leading or trailing
+//! whitespace and lies inside one of the appended values; more than one
+//! `Authorization` header is always refused as `InvalidToken`.
+#![no_main]
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use keyward::api::guard::key_from_headers;
+use keyward::api::ApiError;
+use libfuzzer_sys::fuzz_target;
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&ctl, rest)) = data.split_first() else {
+        return;
+    };
+    let n_auth = usize::from(ctl & 0b11);
+    let n_api = usize::from((ctl >> 2) & 0b11);
+    let unrelated_first = ctl & 0x10 != 0;
+    let interleave = ctl & 0x20 != 0;
+
+    let mut values = rest.split(|&b| b == 0);
+    let mut headers = HeaderMap::new();
+    if unrelated_first {
+        headers.append(HeaderName::from_static("x-other"), HeaderValue::from_static("Bearer decoy"));
+    }
+    let mut order: Vec<bool> = Vec::with_capacity(n_auth + n_api); // true: Authorization
+    if interleave {
+        let (mut a, mut k) = (n_auth, n_api);
+        while a + k > 0 {
+            if k > 0 {
+                order.push(false);
+                k -= 1;
+            }
+            if a > 0 {
+                order.push(true);
+                a -= 1;
+            }
+        }
+    } else {
+        order.extend(std::iter::repeat_n(true, n_auth));
+        order.extend(std::iter::repeat_n(false, n_api));
+    }
+
+    let (mut auth_appended, mut api_appended) = (0usize, 0usize);
+    for is_auth in order {
+        let Some(raw) = values.next() else { break };
+        let Ok(v) = HeaderValue::from_bytes(raw) else { continue };
+        if is_auth {
+            headers.append(AUTHORIZATION, v);
+            auth_appended += 1;
+        } else {
+            headers.append(X_API_KEY, v);
+            api_appended += 1;
+        }
+    }
+
+    let result = key_from_headers(&headers);
+
+    if auth_appended > 1 {
+        assert!(
+            matches!(result, Err(ApiError::InvalidToken)),
+            "{auth_appended} Authorization headers gave {result:?}"
+        );
+    }
+    if auth_appended == 0 && api_appended == 0 {
+        assert!(matches!(result, Err(ApiError::MissingKey)), "no key header gave {result:?}");
+    }
+
+    if let Ok(key) = result {
+        assert!(!key.is_empty(), "empty key");
+        assert_eq!(key, key.trim(), "key with surrounding whitespace: {key:?}");
+        assert!(!key.starts_with(char::is_whitespace) && !key.ends_with(char::is_whitespace));
+        // It borrows from one of the appended values.
+        let (start, end) = (key.as_ptr() as usize, key.as_ptr() as usize + key.len());
+        let inside = headers
+            .get_all(AUTHORIZATION)
+            .chain(headers.get_all(X_API_KEY))
+            .any(|v| {
+                let b = v.as_bytes();
+                let (vs, ve) = (b.as_ptr() as usize, b.as_ptr() as usize + b.len());
+                vs <= start && end <= ve
+            });
+        assert!(inside, "key {key:?} is not part of any Authorization/X-API-Key value");
+        // An X-API-Key key is only taken when it is the only one.
+        if auth_appended == 0 {
+            assert_eq!(api_appended, 1, "key {key:?} taken from {api_appended} X-API-Key headers");
+        }
+    }
+});
