@@ -277,6 +277,22 @@ async fn a_rotation_or_an_edit_on_one_instance_is_seen_on_the_other_within_a_sec
         );
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
+
+    // Restrictions too: an allowlist that leaves out 127.0.0.1.
+    let (res, _) = a
+        .post_form(
+            &alice,
+            &format!("/keys/{id}"),
+            &format!("/keys/{id}"),
+            &[("name", "edited"), ("scopes", "read"), ("allowed_ips", "192.0.2.0/24")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let start = Instant::now();
+    while b.whoami(&edited).await != StatusCode::FORBIDDEN {
+        assert!(start.elapsed() < Duration::from_secs(1), "B ignores the new allowlist");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 #[actix_web::test]
