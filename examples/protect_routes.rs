@@ -1,10 +1,9 @@
 //! A Rust service protecting its own actix-web routes with Keyward's guard.
 //!
 //! It shares Keyward's database (the same `DATABASE_URL`), so the keys your
-//! customers create in the portal work here at once, and a key deleted in
-//! the portal is refused here too: within 30 seconds, the lifetime of this
-//! process's cache of verified keys (`keys::CacheSettings`), as this process
-//! does not hear of deletes made elsewhere.
+//! customers create in the portal work here at once, and a key deleted,
+//! edited or rotated in the portal is refused (or narrowed) here within a
+//! fraction of a second: the verifier follows the change feed.
 //!
 //! ```sh
 //! cargo run --example protect_routes            # serves on 127.0.0.1:8081
@@ -43,6 +42,8 @@ async fn main() -> anyhow::Result<()> {
     let verifier = Arc::new(Verifier::new(pool, Arc::new(LastUsed::default())));
     // Last-used times are batched in memory and written every few seconds.
     verifier.spawn_flusher(Duration::from_secs(2));
+    // Changes made in the portal (or by other services) apply here at once.
+    verifier.follow_changes()?;
 
     let data = web::Data::from(verifier.clone());
     HttpServer::new(move || {
@@ -56,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
                     .route("", web::get().to(reports)),
             )
     })
-    .bind(("127.0.0.1", 8081))?
+    .bind(std::env::var("PROTECT_ROUTES_BIND").unwrap_or_else(|_| "127.0.0.1:8081".into()))?
     .run()
     .await?;
     // Write the uses not yet flushed before exiting.

@@ -47,16 +47,17 @@ impl TrustedProxies {
             return peer;
         }
         if !forwarded_for.is_empty() {
-            let mut chain = Vec::new();
-            for value in forwarded_for {
-                let Ok(text) = std::str::from_utf8(value) else {
-                    return peer;
-                };
-                chain.extend(text.split(',').map(str::trim));
-            }
+            // Entries are read one by one from the right, as bytes: the
+            // proxy's own (right-most) entry is read even when a client put
+            // bytes that are not text further left.
             let mut last = peer;
-            for entry in chain.iter().rev().take(MAX_HOPS) {
-                let Some(ip) = parse_entry(entry) else {
+            let entries = forwarded_for
+                .iter()
+                .rev()
+                .flat_map(|value| value.rsplit(|&b| b == b','))
+                .take(MAX_HOPS);
+            for entry in entries {
+                let Some(ip) = std::str::from_utf8(entry).ok().and_then(|e| parse_entry(e.trim())) else {
                     return peer;
                 };
                 if !self.contains(ip) {
@@ -129,6 +130,19 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     Some(trusted.client(peer, &forwarded, real_ip))
 }
 
+/// The key the per-address limits count under: the address, but for IPv6
+/// its /64 (one subscriber usually holds a whole /64, and could otherwise
+/// take a fresh address for every request).
+pub fn limit_key(address: &str) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => address.to_owned(),
+    }
+}
+
 /// The client's address as text, for logs and the per-address limits.
 pub fn client_addr(req: &HttpRequest) -> String {
     client_ip(req).map(|ip| ip.to_string()).unwrap_or_default()
@@ -185,9 +199,19 @@ mod tests {
         assert_eq!(t.client(peer, &[b"1.2.3.4, 5.6.7.8, "], None), peer);
         assert_eq!(t.client(peer, &[b"5.6.7.8", b"nonsense"], None), peer);
         assert_eq!(t.client(peer, &[b"\xff\xfe"], None), peer);
+        // A client's garbage to the left of what the proxy appended is
+        // never reached.
+        assert_eq!(t.client(peer, &[b"\xff, 203.0.113.9"], None), ip("203.0.113.9"));
         assert_eq!(t.client(peer, &[], Some(b"garbage")), peer);
         let huge = format!("{}5.6.7.8", "1.2.3.4, ".repeat(10_000));
         assert_eq!(t.client(peer, &[huge.as_bytes()], None), ip("5.6.7.8"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        assert_eq!(limit_key("2001:db8:1:2:aaaa::1"), limit_key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(limit_key("2001:db8:1:2::1"), limit_key("2001:db8:1:3::1"));
+        assert_eq!(limit_key("203.0.113.9"), "203.0.113.9");
     }
 
     #[test]

@@ -88,6 +88,9 @@ impl Application {
         });
 
         spawn_housekeeping(state.clone());
+        verifier
+            .follow_changes()
+            .context("cannot start following the change feed")?;
         if let crate::db::DatabaseUrl::Postgres(url) = settings.database() {
             spawn_revocation_listener(url, &verifier)?;
         }
@@ -234,6 +237,10 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 .await;
                 if let Err(e) = pruned {
                     tracing::warn!(error = ?e, "session pruning failed");
+                }
+                let old = crate::time::now() - chrono::Duration::hours(1);
+                if let Err(e) = db::run(&state.pool, move |conn| Ok(db::revocation::prune(conn, old)?)).await {
+                    tracing::warn!(error = ?e, "pruning the change feed failed");
                 }
                 let orphans = db::run(&state.pool, |conn| Ok(crate::keys::store::prune_orphan_usage(conn)?)).await;
                 if let Err(e) = orphans {

@@ -178,6 +178,12 @@ pub async fn confirm_email_change(pool: &Pool, user_id: i64, token: &str) -> any
                 .set(users_t::email.eq(&new_email))
                 .execute(conn)?;
             diesel::delete(tokens::table.filter(tokens::user_id.eq(owner))).execute(conn)?;
+            // Reset links mailed to the old address die with it.
+            diesel::delete(
+                crate::db::schema::password_reset_tokens::table
+                    .filter(crate::db::schema::password_reset_tokens::user_id.eq(owner)),
+            )
+            .execute(conn)?;
             Ok(Some((old, new_email)))
         })?)
     })

@@ -81,6 +81,18 @@ impl LoginThrottle {
     pub fn succeed(&self, key: &str) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
+
+    /// Takes back one failure counted in advance (`LoginLimits::charge`)
+    /// for an attempt that succeeded.
+    pub fn refund(&self, key: &str) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = map.get_mut(key) {
+            f.count = f.count.saturating_sub(1);
+            if f.count < self.max_failures {
+                f.locked_until = None;
+            }
+        }
+    }
 }
 
 /// One login attempt, as the limits see it.
@@ -98,7 +110,7 @@ impl Attempt {
     pub fn new(username: &str, address: &str, device: Option<String>) -> Self {
         Self {
             username: username.trim().to_ascii_lowercase().chars().take(64).collect(),
-            address: address.to_owned(),
+            address: crate::net::limit_key(address),
             device,
         }
     }
@@ -158,10 +170,23 @@ impl LoginLimits {
         self.keys(a).iter().for_each(|(t, k)| t.fail(k));
     }
 
-    /// Clears what concerns this account only: never the address's count.
+    /// `check`, then counts the attempt as a failure before any password
+    /// is hashed: requests racing in together cannot all pass the check
+    /// while the first ones are still hashing. `succeeded` takes it back.
+    pub fn charge(&self, a: &Attempt) -> Result<(), Duration> {
+        self.check(a)?;
+        self.failed(a);
+        Ok(())
+    }
+
+    /// Clears what concerns this account only; the address's count only
+    /// gets back the failure charged in advance for this attempt.
     pub fn succeeded(&self, a: &Attempt) {
         self.by_pair.succeed(&format!("{}\n{}", a.username, a.address));
         self.by_username.succeed(&a.username);
+        if a.device.is_none() {
+            self.by_address.refund(&a.address);
+        }
         if let Some(device) = &a.device {
             self.by_device.succeed(&format!("{}\n{device}", a.username));
         }
@@ -238,7 +263,10 @@ mod tests {
                     l.failed(&a);
                 }
             }
-            l.succeeded(&Attempt::new("attacker", "10.0.0.1", None));
+            let own = Attempt::new("attacker", "10.0.0.1", None);
+            if l.charge(&own).is_ok() {
+                l.succeeded(&own);
+            }
         }
         assert!(l.check(&Attempt::new("someone", "10.0.0.1", None)).is_err());
         assert!(l.check(&Attempt::new("someone", "10.0.0.2", None)).is_ok());

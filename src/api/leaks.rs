@@ -129,7 +129,10 @@ struct RevokeRequest {
 /// Anyone holding a key can revoke it. Always `202 {}`, whether or not
 /// anything was revoked: the answer tells nothing about any key.
 pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    if !state.revoke_per_address.allow(&crate::net::client_addr(&req)) {
+    if !state
+        .revoke_per_address
+        .allow(&crate::net::limit_key(&crate::net::client_addr(&req)))
+    {
         return Err(ApiError::TooManyRequests);
     }
     let request: RevokeRequest = serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest("invalid_body"))?;

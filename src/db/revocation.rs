@@ -20,9 +20,17 @@ use super::DbConnection;
 pub const CHANNEL: &str = "keyward_key_revoked";
 const POLL: Duration = Duration::from_millis(100);
 
-/// Announces a revoked key to every instance (PostgreSQL only). Call inside
-/// the transaction that deletes it.
+/// Announces a change to a key (deleted, edited, rotated, its owner
+/// disabled) to every verifier: a row in the change feed, which every
+/// process that checks keys follows (`follow`), and on PostgreSQL a NOTIFY
+/// as well, which instances hear at once. Call inside the transaction that
+/// makes the change, so both go out exactly when it commits.
 pub fn notify_revoked(conn: &mut DbConnection, key_id: &str) -> diesel::QueryResult<()> {
+    use crate::db::schema::key_changes;
+    use diesel::ExpressionMethods as _;
+    diesel::insert_into(key_changes::table)
+        .values((key_changes::key_id.eq(key_id), key_changes::at.eq(crate::time::now())))
+        .execute(conn)?;
     match conn {
         DbConnection::Postgresql(pg) => diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<Text, _>(CHANNEL)
@@ -112,4 +120,37 @@ where
             }
         })?;
     Ok(())
+}
+
+/// How often a follower looks for new changes.
+pub const FEED_POLL: Duration = Duration::from_millis(200);
+
+/// The newest change's number (0 for none).
+pub fn feed_position(conn: &mut DbConnection) -> diesel::QueryResult<i64> {
+    use crate::db::schema::key_changes;
+    use diesel::QueryDsl as _;
+    key_changes::table
+        .select(diesel::dsl::max(key_changes::seq))
+        .first::<Option<i64>>(conn)
+        .map(|m| m.unwrap_or(0))
+}
+
+/// Changes after `after`, oldest first, at most `limit`.
+pub fn changes_after(conn: &mut DbConnection, after: i64, limit: i64) -> diesel::QueryResult<Vec<(i64, String)>> {
+    use crate::db::schema::key_changes;
+    use diesel::{ExpressionMethods as _, QueryDsl as _};
+    key_changes::table
+        .filter(key_changes::seq.gt(after))
+        .order(key_changes::seq.asc())
+        .limit(limit)
+        .select((key_changes::seq, key_changes::key_id))
+        .load(conn)
+}
+
+/// Housekeeping: drops changes older than `before` (every follower has
+/// read them long since; one that was away longer forgets everything).
+pub fn prune(conn: &mut DbConnection, before: chrono::NaiveDateTime) -> diesel::QueryResult<usize> {
+    use crate::db::schema::key_changes;
+    use diesel::{ExpressionMethods as _, QueryDsl as _};
+    diesel::delete(key_changes::table.filter(key_changes::at.lt(before))).execute(conn)
 }

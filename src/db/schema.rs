@@ -17,6 +17,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    key_changes (seq) {
+        seq -> BigInt,
+        key_id -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
     key_policy (id) {
         id -> BigInt,
         max_key_lifetime_days -> Nullable<Integer>,
@@ -143,5 +151,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_claims,
     recovery_codes,
     email_change_tokens,
-    key_policy
+    key_policy,
+    key_changes
 );

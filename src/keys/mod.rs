@@ -455,6 +455,48 @@ impl std::fmt::Debug for VerifiedKey {
     }
 }
 
+/// The follower's loop: from the feed's position when it starts, read what
+/// came after, forget those keys, repeat. Rows are re-read a little behind
+/// the position, since on PostgreSQL a transaction that took an earlier
+/// number may commit after a later one was read.
+fn follow(pool: &Pool, verifier: &std::sync::Weak<Verifier>) {
+    use crate::db::revocation::{changes_after, feed_position, FEED_POLL};
+    const BEHIND: i64 = 64;
+    let mut last: Option<i64> = None;
+    let mut seen: std::collections::BTreeSet<i64> = Default::default();
+    loop {
+        std::thread::sleep(FEED_POLL);
+        let Some(verifier) = verifier.upgrade() else { return };
+        let Ok(mut conn) = pool.get() else { continue };
+        let Some(from) = last else {
+            match feed_position(&mut conn) {
+                Ok(p) => last = Some(p),
+                Err(e) => tracing::warn!(error = %e, "cannot read the change feed"),
+            }
+            continue;
+        };
+        match changes_after(&mut conn, from - BEHIND, 1000) {
+            Ok(rows) => {
+                for (seq, key_id) in rows {
+                    if seq <= from - BEHIND || !seen.insert(seq) {
+                        continue;
+                    }
+                    if format::is_key_id(&key_id) {
+                        verifier.forget(&key_id);
+                    } else {
+                        tracing::warn!(seq, "a change-feed row names no key id; forgetting every cached key");
+                        verifier.forget_all();
+                    }
+                    last = Some(last.unwrap_or(0).max(seq));
+                }
+                let floor = last.unwrap_or(0) - BEHIND;
+                seen.retain(|s| *s > floor);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the change feed; will retry"),
+        }
+    }
+}
+
 /// A valid key refused by its own restrictions, as its page shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
@@ -709,6 +751,20 @@ impl Verifier {
                 }
             }
         });
+    }
+
+    /// Follows the change feed (`db::revocation`) on a thread of its own,
+    /// forgetting each changed key within `FEED_POLL`: what lets every
+    /// process that checks keys (instances, services embedding the guard,
+    /// and changes made with the CLI) act as one. Stops when the verifier
+    /// is dropped. Call once, after building the verifier.
+    pub fn follow_changes(self: &Arc<Self>) -> std::io::Result<()> {
+        let weak = Arc::downgrade(self);
+        let pool = self.pool.clone();
+        std::thread::Builder::new()
+            .name("keyward-feed".into())
+            .spawn(move || follow(&pool, &weak))
+            .map(|_| ())
     }
 
     /// Verifies a presented key and records its use. A key with an

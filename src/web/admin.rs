@@ -74,7 +74,7 @@ async fn users(
         .map_err(|_| WebError::BadRequest("That page does not exist."))?
         .into_inner();
     let q: String = query.q.unwrap_or_default().chars().take(64).collect();
-    let page = query.page.unwrap_or(0).max(0);
+    let page = query.page.unwrap_or(0).clamp(0, 1_000_000);
     let mut list = operators::users(&state.pool, q.clone(), page * PAGE, PAGE + 1).await?;
     let more = list.len() as i64 > PAGE;
     list.truncate(PAGE as usize);

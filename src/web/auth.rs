@@ -60,7 +60,7 @@ async fn register(
         ));
     }
     let address = client_addr(&req);
-    if !state.register_per_address.allow(&address) {
+    if !state.register_per_address.allow(&crate::net::limit_key(&address)) {
         tracing::info!(target: "keyward::audit", event = "register_rate_limited", addr = %address);
         return Err(WebError::TooManyRequests(15 * 60));
     }
@@ -199,7 +199,7 @@ async fn login(
     // Throttled before any Argon2 work (docs/login-throttling.md).
     let device = super::device::known(&req, &state.cookie_key, state.settings.is_https(), username);
     let attempt = Attempt::new(username, &client_addr(&req), device.clone());
-    if let Err(wait) = state.login_limits.check(&attempt) {
+    if let Err(wait) = state.login_limits.charge(&attempt) {
         let secs = wait.as_secs() + 1;
         tracing::info!(target: "keyward::audit", event = "login_throttled", user = ?username, addr = %client_addr(&req));
         let mut res = login_page(
@@ -218,8 +218,8 @@ async fn login(
         accounts::authenticate(&state.pool, username, password.to_owned()).await?
     };
     let Some(user) = user else {
+        // Already counted by `charge`.
         tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %client_addr(&req));
-        state.login_limits.failed(&attempt);
         // Shown to the account's owner, when there is one.
         if let Ok(Some(owner)) = accounts::find_user(&state.pool, username).await {
             activity::record(&state.pool, owner.id, Event::LoginFailed, &super::origin(&req), "").await;
@@ -227,6 +227,7 @@ async fn login(
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
     if user.disabled_at.is_some() {
+        state.login_limits.succeeded(&attempt);
         tracing::info!(target: "keyward::audit", event = "login_refused_disabled", user = %user.username, addr = %client_addr(&req));
         return login_page(
             StatusCode::FORBIDDEN,
@@ -235,6 +236,7 @@ async fn login(
     }
     if user.has_2fa() {
         // The password was right; the second step decides (`/login/2fa`).
+        state.login_limits.succeeded(&attempt);
         super::security::await_second_factor(&session, &user, form.get("next"))?;
         return Ok(redirect("/login/2fa"));
     }

@@ -68,7 +68,7 @@ async fn forgot(
         }
     };
     let address = client_addr(&req);
-    if !state.reset_per_address.allow(&address) {
+    if !state.reset_per_address.allow(&crate::net::limit_key(&address)) {
         tracing::info!(target: "keyward::audit", event = "reset_rate_limited", addr = %address);
         return Err(WebError::TooManyRequests(15 * 60));
     }

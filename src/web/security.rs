@@ -25,6 +25,15 @@ const PENDING_NEXT: &str = "2fa_next";
 const ENROLLING: &str = "2fa_enrolling";
 const CONFIRM_PASSWORD_AT: &str = "confirm_password_at";
 
+/// Session fields of half-done steps, cleared whenever someone logs in.
+pub(super) const SESSION_SCRATCH: [&str; 5] = [
+    PENDING_USER,
+    PENDING_SINCE,
+    PENDING_NEXT,
+    ENROLLING,
+    CONFIRM_PASSWORD_AT,
+];
+
 /// How long a correct password waits for its second factor.
 const SECOND_STEP_MINUTES: i64 = 5;
 
@@ -107,7 +116,7 @@ async fn second_step(
             },
         )
     };
-    if let Err(wait) = state.login_limits.check(&attempt) {
+    if let Err(wait) = state.login_limits.charge(&attempt) {
         let secs = wait.as_secs() + 1;
         let mut res = page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -120,7 +129,6 @@ async fn second_step(
         return Ok(res);
     }
     if !security::second_factor(&state.pool, &state.totp_key, &user, form.get("code"), unix_now()).await? {
-        state.login_limits.failed(&attempt);
         tracing::info!(target: "keyward::audit", event = "login_failed", step = "2fa", user = %user.username, addr = %client_addr(&req));
         activity::record(&state.pool, user.id, Event::LoginFailed, &super::origin(&req), "").await;
         return page(
@@ -186,9 +194,10 @@ async fn password_ok(state: &AppState, req: &HttpRequest, user: &User, password:
     Ok(ok)
 }
 
-/// A code of a logged-in user, counted like wrong passwords.
+/// A code of a logged-in user, counted like wrong passwords but on a count
+/// of its own: a right password must not wipe the wrong codes.
 async fn code_ok(state: &AppState, user: &User, code: &str) -> Result<bool, WebError> {
-    let key = user.id.to_string();
+    let key = format!("{}:code", user.id);
     if let Err(wait) = state.reauth_throttle.check(&key) {
         return Err(WebError::TooManyRequests(wait.as_secs() + 1));
     }

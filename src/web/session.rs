@@ -83,6 +83,13 @@ pub async fn log_in(req: &HttpRequest, state: &AppState, user: &User) -> Result<
     if let Some(old) = Identity::extract(req).await.ok().and_then(|i| i.id().ok()) {
         accounts::end_session(&state.pool, SessionToken::from_cookie(old)).await?;
     }
+    // Nothing a previous visitor of this browser left in the session
+    // (a 2FA secret being enrolled, a half-done confirmation) carries over.
+    if let Ok(session) = actix_session::Session::extract(req).await {
+        for stale in super::security::SESSION_SCRATCH {
+            session.remove(stale);
+        }
+    }
     let origin = super::origin(req);
     let token = accounts::start_session(&state.pool, user.id, origin.address, origin.user_agent).await?;
     Identity::login(&req.extensions(), token.expose().to_owned()).map_err(|e| anyhow::anyhow!("cannot log in: {e}"))?;

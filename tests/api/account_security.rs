@@ -342,3 +342,22 @@ async fn deleting_the_account_removes_user_keys_and_sessions() {
         .iter()
         .any(|m| m.contains("was deleted") && m.contains("To: alice@example.com")));
 }
+
+#[actix_web::test]
+async fn wrong_codes_are_throttled_even_between_right_passwords() {
+    let app = spawn_app().await;
+    app.signed_up("alice").await;
+    enrol(&app).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let res = app
+            .post_form("/account/2fa/disable", &[("password", PASSWORD), ("code", "000000")])
+            .await;
+        statuses.push(res.status());
+    }
+
+    assert_eq!(statuses[0], StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(statuses[6], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    assert!(app.get_html("/account").await.contains(r#"data-2fa="on""#));
+}
