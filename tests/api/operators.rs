@@ -358,3 +358,81 @@ async fn the_cli_makes_admins_disables_users_and_revokes_keys() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[actix_web::test]
+async fn a_user_disabled_on_one_instance_is_refused_on_another_within_a_second() {
+    let Some(url) = crate::pg::fresh_database_or_skip("a_user_disabled_on_one_instance_is_refused_on_another") else {
+        return;
+    };
+    let a = spawn_app_with(|s| s.database_url = Some(url.clone().into())).await;
+    let b = spawn_app_with(|s| s.database_url = Some(url.clone().into())).await;
+    a.signed_up("root").await;
+    make_admin(&a, "root").await;
+    let bob = a.new_user("bob").await;
+    let key = a.create_key_for(&bob, "k", &[]).await;
+    let bob_on_b = browser();
+    assert_eq!(
+        b.login_with(&bob_on_b, "bob", PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(whoami(&b, &key).await, StatusCode::OK, "B has it cached");
+
+    let res = a.post_form("/admin/users/bob/disable", &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    let start = std::time::Instant::now();
+    while whoami(&b, &key).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "B still accepts the key"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!b.is_logged_in(&bob_on_b).await, "bob's session on B is gone");
+}
+
+#[actix_web::test]
+async fn an_export_of_ten_thousand_events_streams_every_row() {
+    use diesel::RunQueryDsl as _;
+    let app = spawn_app().await;
+    app.signed_up("root").await;
+    make_admin(&app, "root").await;
+    let now = keyward::time::now();
+    {
+        let mut conn = app.db();
+        for chunk in 0..10 {
+            let rows: Vec<String> = (0..1000)
+                .map(|i| {
+                    format!(
+                        "(1, 'login', '{}', '10.0.{chunk}.{}', 'agent', '', '')",
+                        now.format("%Y-%m-%d %H:%M:%S"),
+                        i % 250
+                    )
+                })
+                .collect();
+            diesel::sql_query(format!(
+                "INSERT INTO activity_events (user_id, event, at, address, user_agent, key_prefix, detail) VALUES {}",
+                rows.join(",")
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+        }
+    }
+
+    let csv = app
+        .get("/admin/activity?format=csv&event=login")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let jsonl = app
+        .get("/admin/activity?format=jsonl&event=login")
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    // The header and 10,000 rows, in batches of 500.
+    assert_eq!(csv.lines().count(), 1 + 10_000);
+    assert_eq!(jsonl.lines().count(), 10_000);
+}
