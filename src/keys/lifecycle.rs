@@ -24,6 +24,9 @@ pub enum ChangeError {
     NotFound,
     #[error("name taken")]
     NameTaken,
+    /// Too many keys, counting those still retiring.
+    #[error("too many keys")]
+    TooMany,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -98,6 +101,16 @@ pub async fn edit(
     Ok(updated)
 }
 
+/// What a rotation asks for.
+pub struct Rotation {
+    /// How long the old key keeps working (0 to `MAX_GRACE_MINUTES`).
+    pub grace_minutes: u32,
+    /// The new key's lifetime; `None` for never.
+    pub expires_in_days: Option<u32>,
+    /// The account's cap on keys (`KEYWARD_MAX_KEYS_PER_USER`).
+    pub max_keys: u32,
+}
+
 /// Rotates an active key: a new key with the old one's name, scopes and
 /// restrictions, and the old one retiring after `grace_minutes` (at once
 /// for 0). Returns the new key (shown once), its row and the old row.
@@ -107,9 +120,13 @@ pub async fn rotate(
     tag: &KeyTag,
     user_id: i64,
     key_id: &str,
-    grace_minutes: u32,
-    expires_in_days: Option<u32>,
+    rotation: Rotation,
 ) -> Result<(GeneratedKey, KeyInfo, KeyInfo), ChangeError> {
+    let Rotation {
+        grace_minutes,
+        expires_in_days,
+        max_keys,
+    } = rotation;
     if !format::is_key_id(key_id) {
         return Err(ChangeError::NotFound);
     }
@@ -126,6 +143,11 @@ pub async fn rotate(
             };
             if old.retires_at.is_some() {
                 return Err(ChangeError::NotFound);
+            }
+            // Retiring keys still work: a chain of rotations with long
+            // grace periods must not get round the cap on keys.
+            if store::count_for_user(conn, user_id)? >= 2 * i64::from(max_keys) {
+                return Err(ChangeError::TooMany);
             }
             let retires = now + Duration::minutes(i64::from(grace_minutes));
             if !store::set_retires_at(conn, user_id, &id, retires, true)? {

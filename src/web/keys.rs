@@ -402,6 +402,7 @@ async fn edit(
                     errors.add("name", "You already have a key with this name. Choose another name.");
                     None
                 }
+                Err(ChangeError::TooMany) => return Err(WebError::NotFound),
                 Err(ChangeError::NotFound) => return Err(WebError::NotFound),
                 Err(ChangeError::Unexpected(e)) => return Err(e.into()),
             }
@@ -470,12 +471,22 @@ async fn rotate(
                 &state.settings.key_prefix,
                 me.user.id,
                 &key.id,
-                grace,
-                expires_in_days,
+                lifecycle::Rotation {
+                    grace_minutes: grace,
+                    expires_in_days,
+                    max_keys: state.settings.max_keys_per_user,
+                },
             )
             .await
             {
                 Ok(r) => Some(r),
+                Err(ChangeError::TooMany) => {
+                    errors.add(
+                        "grace_minutes",
+                        "You have too many keys still retiring. Retire some now, then rotate this one.",
+                    );
+                    None
+                }
                 Err(ChangeError::NotFound) => {
                     errors.add(
                         "grace_minutes",

@@ -435,3 +435,22 @@ async fn this_hours_calls_are_drawn_in_the_last_bar() {
         "{before}: {svg}"
     );
 }
+
+#[actix_web::test]
+async fn a_chain_of_rotations_cannot_get_round_the_cap_on_keys() {
+    let app = spawn_app_with(|s| s.max_keys_per_user = 2).await;
+    app.signed_up("alice").await;
+    let mut key = app.create_key("ci", &[]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let res = rotate(&app, &key, "600").await;
+        statuses.push(res.status());
+        if res.status() == StatusCode::OK {
+            key = new_key_in(&res.text().await.unwrap()).unwrap();
+        }
+    }
+
+    assert_eq!(statuses[..3], [StatusCode::OK, StatusCode::OK, StatusCode::OK]);
+    assert_eq!(statuses[3], StatusCode::UNPROCESSABLE_ENTITY, "{statuses:?}");
+    assert_eq!(app.key_count(), 4);
+}
