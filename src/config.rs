@@ -213,6 +213,10 @@ pub struct Settings {
     /// leak endpoint is not served.
     #[arg(long, env = "KEYWARD_GITHUB_SCANNING_KEYS", global = true)]
     pub github_scanning_keys: Option<PathBuf>,
+    /// The session secret, base64 (64 bytes); unset, it is kept in the
+    /// database and shared by every instance.
+    #[arg(long, env = "KEYWARD_SESSION_KEY", global = true, hide_env_values = true)]
+    pub session_key: Option<SecretString>,
     /// Security events are kept this many days.
     #[arg(long, env = "KEYWARD_ACTIVITY_RETENTION_DAYS", default_value_t = 90, global = true)]
     pub activity_retention_days: u32,
@@ -272,6 +276,7 @@ impl Settings {
             max_keys_per_user: 100,
             activity_retention_days: 90,
             github_scanning_keys: None,
+            session_key: None,
             confirm_minutes: 15.0,
             reminder_seconds: 60,
             metrics_token: None,

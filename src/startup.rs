@@ -51,7 +51,7 @@ impl Application {
         let pool = web::block(move || db::connect(&url))
             .await
             .context("blocking task failed")??;
-        let key = session_key(&settings.data_dir)?;
+        let key = session_key(&settings, &pool).await?;
         let listener =
             TcpListener::bind(&settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -266,19 +266,61 @@ pub async fn keep_keys(state: &AppState) {
     }
 }
 
-/// The cookie signing/encryption key: generated on first start into the data
-/// dir (mode 0600) and reused, so restarts keep people logged in.
-fn session_key(dir: &Path) -> anyhow::Result<Key> {
-    let path = dir.join("session.key");
-    if path.exists() {
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        return Key::try_from(bytes.as_slice())
-            .map_err(|_| anyhow::anyhow!("{} is not a valid 64-byte key", path.display()));
+/// The cookie signing/encryption key, the same for every instance on this
+/// database: `KEYWARD_SESSION_KEY` (base64, 64 bytes) when set; otherwise
+/// the one stored in the database, which the first instance creates (from
+/// an existing `DATA_DIR/session.key`, imported once, or at random), in one
+/// insert-if-absent-then-read that every instance agrees on.
+async fn session_key(settings: &Settings, pool: &db::Pool) -> anyhow::Result<Key> {
+    if let Some(given) = settings.session_key.as_ref().filter(|k| !k.0.trim().is_empty()) {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(given.0.trim())
+            .map_err(|_| anyhow::anyhow!("KEYWARD_SESSION_KEY is not base64"))?;
+        anyhow::ensure!(
+            bytes.len() >= 64,
+            "KEYWARD_SESSION_KEY must be at least 64 bytes once decoded (it is {})",
+            bytes.len()
+        );
+        return Key::try_from(&bytes[..64]).map_err(|_| anyhow::anyhow!("KEYWARD_SESSION_KEY is not a usable key"));
     }
-    let key = Key::generate();
-    crate::files::write_private(&path, key.master())?;
+    let file = settings.data_dir.join("session.key");
+    let candidate = if file.exists() {
+        let mut bytes = Vec::new();
+        std::fs::File::open(&file)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        Key::try_from(bytes.as_slice()).map_err(|_| anyhow::anyhow!("{} is not a valid 64-byte key", file.display()))?
+    } else {
+        Key::generate()
+    };
+    let proposed = candidate.master().to_vec();
+    let stored = db::run(pool, move |conn| {
+        use crate::db::schema::instance_secrets as t;
+        use diesel::prelude::*;
+        let found: Option<Vec<u8>> = t::table.find("session").select(t::value).first(conn).optional()?;
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        let inserted = diesel::insert_into(t::table)
+            .values((t::name.eq("session"), t::value.eq(&proposed)))
+            .execute(conn);
+        match inserted {
+            Ok(_) => Ok(proposed),
+            // Another instance stored one first: theirs it is.
+            Err(e) if db::is_unique_violation(&e) => Ok(t::table.find("session").select(t::value).first(conn)?),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    let key = Key::try_from(stored.as_slice())
+        .map_err(|_| anyhow::anyhow!("the session secret stored in the database is damaged"))?;
+    // The data directory keeps a copy (0600), as it always has: a backup
+    // of the directory restores sessions and 2FA secrets with it.
+    if !file.exists() {
+        crate::files::write_private(&file, key.master())?;
+    } else if candidate.master() != key.master() {
+        tracing::warn!(file = %file.display(), "session.key differs from the secret shared in the database; the database's is used");
+    }
     Ok(key)
 }

@@ -17,6 +17,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    instance_secrets (name) {
+        name -> Text,
+        value -> Binary,
+    }
+}
+
+diesel::table! {
     key_changes (seq) {
         seq -> BigInt,
         key_id -> Text,
@@ -152,5 +159,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     recovery_codes,
     email_change_tokens,
     key_policy,
-    key_changes
+    key_changes,
+    instance_secrets
 );

@@ -331,3 +331,43 @@ async fn a_reminder_goes_out_once_through_real_smtp_with_two_instances() {
     let reminders = mails.iter().filter(|m| m.contains("expires tomorrow")).count();
     assert_eq!(reminders, 1);
 }
+
+#[actix_web::test]
+async fn a_browser_session_made_on_one_instance_works_on_another() {
+    let Some(url) = crate::pg::fresh_database_or_skip("a_browser_session_made_on_one_instance_works_on_another") else {
+        return;
+    };
+    // Two instances with data directories of their own: nothing copied.
+    let a = spawn_app_with(|s| s.database_url = Some(url.clone().into())).await;
+    let b = spawn_app_with(|s| s.database_url = Some(url.clone().into())).await;
+    a.signed_up("alice").await;
+
+    // The same browser (cookies are per host, whatever the port).
+    assert!(b.is_logged_in(&a.client).await, "B accepts A's session");
+    let key = b.create_key_for(&a.client, "made on B", &[]).await;
+    assert_eq!(a.api_get("/api/v1/whoami", &key).await.status(), StatusCode::OK);
+    assert_eq!(
+        std::fs::read(a.dir.path().join("session.key")).unwrap(),
+        std::fs::read(b.dir.path().join("session.key")).unwrap(),
+        "both keep a copy of the one shared secret"
+    );
+}
+
+#[actix_web::test]
+async fn a_session_key_that_is_not_a_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["not base64!", "c2hvcnQ="] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .env_remove("DATABASE_URL")
+            .env("KEYWARD_DATA_DIR", dir.path())
+            .env("KEYWARD_BIND", "127.0.0.1:0")
+            .env("KEYWARD_SESSION_KEY", bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("KEYWARD_SESSION_KEY"),
+            "{bad}"
+        );
+    }
+}
