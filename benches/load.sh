@@ -28,6 +28,7 @@
 #
 #   bash benches/load.sh                 # DURATION=10s CONNS=64 THREADS=2 RUNS=3
 #   DURATION=5s RUNS=1 bash benches/load.sh
+#   BIN=/path/to/keyward SEEDER=/path/to/seed_keys bash benches/load.sh   # skip the build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -70,10 +71,13 @@ for _ in $(seq 60); do
   sleep 5
 done
 
-echo "== build"
-cargo build --release --bin keyward --example seed_keys 2>&1 | tail -1
-BIN=$ROOT/target/release/keyward
-SEEDER=$ROOT/target/release/examples/seed_keys
+if [[ -z "${BIN:-}" || -z "${SEEDER:-}" ]]; then
+  echo "== build"
+  cargo build --release --bin keyward --example seed_keys 2>&1 | tail -1
+  BIN=${BIN:-$ROOT/target/release/keyward}
+  SEEDER=${SEEDER:-$ROOT/target/release/examples/seed_keys}
+fi
+echo "binary:  $BIN ($(date -u -r "$BIN" '+built %Y-%m-%d %H:%M UTC'))"
 
 echo "== machine"
 echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
