@@ -361,3 +361,28 @@ async fn wrong_codes_are_throttled_even_between_right_passwords() {
     assert_eq!(statuses[6], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
     assert!(app.get_html("/account").await.contains(r#"data-2fa="on""#));
 }
+
+#[actix_web::test]
+async fn a_session_revoked_on_one_instance_is_refused_on_another_at_once() {
+    let Some(url) = crate::pg::fresh_database_or_skip("a_session_revoked_on_one_instance_is_refused_on_another") else {
+        return;
+    };
+    let a = spawn_app_with(|s| s.database_url = Some(url.clone().into())).await;
+    let b = spawn_app_with(|s| s.database_url = Some(url.clone().into())).await;
+    a.signed_up("alice").await;
+    let laptop = browser();
+    a.login_with(&laptop, "alice", PASSWORD).await;
+    assert!(b.is_logged_in(&laptop).await, "the laptop's session works on B");
+
+    let page = a.get_html("/account/sessions").await;
+    let laptop_id = page
+        .split(r#"data-session-id=""#)
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_owned())
+        .find(|id| !page.contains(&format!(r#"data-session-id="{id}" data-current="true""#)))
+        .unwrap();
+    let res = a.post_form(&format!("/account/sessions/{laptop_id}/revoke"), &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    assert!(!b.is_logged_in(&laptop).await, "B refuses it at once");
+}
