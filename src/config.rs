@@ -244,6 +244,19 @@ pub struct Settings {
         hide = true
     )]
     pub last_used_flush_seconds: u64,
+    /// How long a key checked in the database is trusted from memory.
+    /// Deletes and changes made anywhere reach every instance at once (the
+    /// change feed), so this only bounds changes made by hand in the
+    /// database; benches/instructions.sh raises it, since under valgrind a
+    /// pass over 10,000 keys outlasts 30 s.
+    #[arg(
+        long,
+        env = "KEYWARD_KEY_CACHE_SECONDS",
+        default_value_t = 30,
+        global = true,
+        hide = true
+    )]
+    pub key_cache_seconds: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "KEYWARD_WORKERS", global = true, hide = true)]
     pub workers: Option<usize>,
@@ -271,6 +284,7 @@ impl Settings {
             login_lockout_seconds: 30,
             reset_token_minutes: 30,
             last_used_flush_seconds: 2,
+            key_cache_seconds: 30,
             trusted_proxies: crate::net::TrustedProxies::loopback(),
             registrations_per_hour: 20,
             max_keys_per_user: 100,

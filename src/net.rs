@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use actix_web::http::header::HeaderName;
 use actix_web::{web, HttpRequest};
 use ipnet::IpNet;
 
@@ -119,14 +120,17 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 /// The client's address (see the module docs); `None` only when the
 /// connection has no peer address (a test request).
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
+    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    let peer = canonical(req.peer_addr()?.ip());
     let trusted = req.app_data::<web::Data<TrustedProxies>>();
-    let Some(trusted) = trusted else {
-        return Some(canonical(peer));
+    // Headers are read only from a trusted proxy (this runs on every call).
+    let Some(trusted) = trusted.filter(|t| t.contains(peer)) else {
+        return Some(peer);
     };
     let headers = req.headers();
-    let forwarded: Vec<&[u8]> = headers.get_all("x-forwarded-for").map(|v| v.as_bytes()).collect();
-    let real_ip = headers.get("x-real-ip").map(|v| v.as_bytes());
+    let forwarded: Vec<&[u8]> = headers.get_all(X_FORWARDED_FOR).map(|v| v.as_bytes()).collect();
+    let real_ip = headers.get(X_REAL_IP).map(|v| v.as_bytes());
     Some(trusted.client(peer, &forwarded, real_ip))
 }
 

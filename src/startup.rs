@@ -57,7 +57,11 @@ impl Application {
         let port = listener.local_addr()?.port();
 
         let last_used = Arc::new(LastUsed::default());
-        let verifier = Arc::new(Verifier::new(pool.clone(), last_used.clone()));
+        let cache = crate::keys::CacheSettings {
+            ttl: Duration::from_secs(settings.key_cache_seconds.max(1)),
+            ..Default::default()
+        };
+        let verifier = Arc::new(Verifier::with_cache(pool.clone(), last_used.clone(), cache));
         let settings = Arc::new(settings);
         let mailer = Arc::new(crate::mail::Mailer::from_settings(&settings)?);
         tracing::info!(transport = mailer.describe(), "mail configured");
@@ -122,9 +126,7 @@ impl Application {
                 .app_data(web::Data::from(app_state.verifier.clone()))
                 .app_data(trusted.clone())
                 .app_data(web::PayloadConfig::new(crate::web::forms::FORM_LIMIT))
-                .wrap(from_fn(crate::api::guard::add_rate_limit_headers))
-                .wrap(from_fn(crate::web::assets::security_headers))
-                .wrap(from_fn(crate::web::assets::head_as_get))
+                .wrap(crate::web::assets::EveryResponse::new(https))
                 // The API needs no cookies: it sits outside the session layers.
                 .configure(api::configure)
                 .service(

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{self, ContentType, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
@@ -87,7 +87,7 @@ impl ResponseError for ApiError {
         if let Some((challenge, body)) = fixed {
             return res
                 .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)))
-                .content_type(ContentType::json())
+                .insert_header(super::JSON)
                 .body(body);
         }
         let challenge = match self {
@@ -198,7 +198,8 @@ pub fn key_from_headers(headers: &header::HeaderMap) -> Result<&str, ApiError> {
             };
         }
     }
-    let mut api_key = headers.get_all("x-api-key");
+    const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
+    let mut api_key = headers.get_all(X_API_KEY);
     if let Some(v) = api_key.next() {
         if api_key.next().is_some() {
             return Err(ApiError::InvalidToken);
@@ -325,20 +326,27 @@ pub fn rate_limit_headers(d: &Decision) -> [(header::HeaderName, HeaderValue); 3
 pub struct RateLimitState(pub Decision);
 
 /// Middleware: adds the `RateLimit-*` headers to every answer to a call
-/// made with a rate-limited key. Wrap the app (or the routes the guard
-/// protects) with `actix_web::middleware::from_fn(add_rate_limit_headers)`.
+/// made with a rate-limited key, for services that embed the guard: wrap
+/// the app (or the routes the guard protects) with
+/// `actix_web::middleware::from_fn(add_rate_limit_headers)`. Keyward's own
+/// app does this in its one outer layer (`web::assets::every_response`).
 pub async fn add_rate_limit_headers(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let mut res = next.call(req).await?;
+    insert_rate_limit_headers(&mut res);
+    Ok(res)
+}
+
+/// The `RateLimit-*` headers, when the request's key is rate-limited.
+pub fn insert_rate_limit_headers<B>(res: &mut ServiceResponse<B>) {
     let state = res.request().extensions().get::<RateLimitState>().copied();
     if let Some(RateLimitState(d)) = state {
         for (name, value) in rate_limit_headers(&d) {
             res.headers_mut().insert(name, value);
         }
     }
-    Ok(res)
 }
 
 /// What extracting an `ApiKey` returns: most calls are decided from memory
@@ -392,8 +400,7 @@ impl FromRequest for ApiKey {
                 return ApiKeyFuture::decided(Err(e));
             }
         };
-        let client = crate::net::client_ip(req);
-        if let Some(result) = verifier.verify_cached_from(presented, client) {
+        if let Some(result) = verifier.verify_cached_lazy(presented, || crate::net::client_ip(req)) {
             return ApiKeyFuture::decided(conclude(req, presented, result));
         }
         let req = req.clone();
@@ -402,7 +409,7 @@ impl FromRequest for ApiKey {
                 return Err(ApiError::Unavailable);
             };
             let presented = presented_key(&req)?;
-            let result = verifier.verify_from(presented, client).await;
+            let result = verifier.verify_from(presented, crate::net::client_ip(&req)).await;
             conclude(&req, presented, result)
         })))
     }

@@ -5,7 +5,7 @@ pub mod guard;
 pub mod leaks;
 pub mod openapi;
 
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use serde::Serialize;
 
@@ -72,14 +72,16 @@ impl KeyJson {
     }
 }
 
-/// Who is calling.
+/// Who is calling: the schema of `whoami_body`'s answer.
 #[derive(Serialize, utoipa::ToSchema)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct Whoami<'a> {
     user: &'a str,
     key: WhoamiKey<'a>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct WhoamiKey<'a> {
     id: &'a str,
     name: &'a str,
@@ -114,26 +116,60 @@ impl Serialize for ScopeList<'_> {
     )
 )]
 async fn whoami(key: ApiKey) -> HttpResponse {
-    let answer = Whoami {
-        user: key.username(),
-        key: WhoamiKey {
-            id: key.key_id(),
-            name: key.name(),
-            prefix: key.prefix(),
-            scopes: ScopeList(&key),
-            expires_at: key.expires_at().map(rfc3339),
-        },
-    };
-    // Sized for a typical answer, so it is written in one allocation.
-    let mut body = Vec::with_capacity(256);
-    match serde_json::to_writer(&mut body, &answer) {
-        Ok(()) => HttpResponse::Ok().content_type(ContentType::json()).body(body),
-        Err(e) => {
-            tracing::error!(error = ?e, "whoami answer could not be written");
-            HttpResponse::InternalServerError().finish()
+    HttpResponse::Ok().insert_header(JSON).body(whoami_body(&key))
+}
+
+/// Written by hand from the cached key, in one allocation: the same JSON
+/// `Whoami` serialises to (a test compares them), at a fraction of serde's
+/// cost per call (BENCHMARKS.md, "Instructions per request").
+fn whoami_body(key: &keys::VerifiedKey) -> String {
+    let mut body = String::with_capacity(160 + key.name().len());
+    body.push_str(r#"{"user":"#);
+    json_str(&mut body, key.username());
+    // The id and the prefix are base62 and `_` by construction (a valid
+    // key's own characters): nothing to escape.
+    body.push_str(r#","key":{"id":""#);
+    body.push_str(key.key_id());
+    body.push_str(r#"","name":"#);
+    json_str(&mut body, key.name());
+    body.push_str(r#","prefix":""#);
+    body.push_str(key.prefix());
+    body.push_str(r#"","scopes":["#);
+    for (i, scope) in key.scopes().enumerate() {
+        if i > 0 {
+            body.push(',');
         }
+        json_str(&mut body, scope);
+    }
+    body.push_str(r#"],"expires_at":"#);
+    match key.expires_at() {
+        Some(t) => json_str(&mut body, &rfc3339(t)),
+        None => body.push_str("null"),
+    }
+    body.push_str("}}");
+    body
+}
+
+/// `s` as a JSON string. Text with nothing to escape (ids, prefixes,
+/// usernames, scopes, most names) is copied as it is; the rest goes
+/// through serde_json.
+fn json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // Writing a `str` to a `String` cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned()));
     }
 }
+
+/// `Content-Type: application/json`, built once: parsing it from a `Mime`
+/// or a string costs ~600 instructions a call.
+pub(crate) const JSON: (header::HeaderName, header::HeaderValue) = (
+    header::CONTENT_TYPE,
+    header::HeaderValue::from_static("application/json"),
+);
 
 /// `GET /api/v1/ping`: no key, no database. A liveness probe, and the
 /// baseline the load test compares the guard against.
@@ -144,9 +180,7 @@ async fn whoami(key: ApiKey) -> HttpResponse {
     responses((status = 200, description = "Always", body = openapi::StatusJson))
 )]
 async fn ping() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(r#"{"status":"ok"}"#)
+    HttpResponse::Ok().insert_header(JSON).body(r#"{"status":"ok"}"#)
 }
 
 /// `GET /metrics`: the guard's counters in the Prometheus text format,
@@ -310,34 +344,79 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
+/// The API's routes, each registered with its full path rather than in a
+/// `/api/v1` scope: a scope matches and captures its prefix on every call,
+/// which cost the hot path ~900 instructions (BENCHMARKS.md, "Instructions
+/// per request"). The most called routes come first.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
-    cfg.service(web::resource("/auth/verify").route(web::route().to(forward_auth::verify)));
-    cfg.service(
-        web::scope("/api/v1")
-            .service(web::resource("/ping").route(web::get().to(ping)))
-            .service(web::resource("/openapi.json").route(web::get().to(openapi::document)))
-            .service(
-                web::resource("/leaks/github")
-                    .app_data(web::PayloadConfig::new(leaks::BODY_LIMIT))
-                    .route(web::post().to(leaks::github)),
-            )
-            .service(
-                web::resource("/revoke")
-                    .app_data(web::PayloadConfig::new(leaks::BODY_LIMIT))
-                    .route(web::post().to(leaks::revoke)),
-            )
-            .service(web::resource("/whoami").route(web::get().to(whoami)))
-            .service(
-                web::resource("/keys")
-                    .wrap(RequireScope::new("keys:read"))
-                    .route(web::get().to(list_keys)),
-            )
-            .service(
-                web::resource("/keys/{id}")
-                    .wrap(RequireScope::new("keys:write"))
-                    .route(web::delete().to(delete_key)),
-            )
-            .default_service(web::to(not_found)),
-    );
+    cfg.service(web::resource("/api/v1/whoami").route(web::get().to(whoami)))
+        .service(web::resource("/auth/verify").route(web::route().to(forward_auth::verify)))
+        .service(web::resource("/api/v1/ping").route(web::get().to(ping)))
+        .service(
+            web::resource("/api/v1/keys")
+                .wrap(RequireScope::new("keys:read"))
+                .route(web::get().to(list_keys)),
+        )
+        .service(
+            web::resource("/api/v1/keys/{id}")
+                .wrap(RequireScope::new("keys:write"))
+                .route(web::delete().to(delete_key)),
+        )
+        .service(web::resource("/api/v1/openapi.json").route(web::get().to(openapi::document)))
+        .service(
+            web::resource("/api/v1/leaks/github")
+                .app_data(web::PayloadConfig::new(leaks::BODY_LIMIT))
+                .route(web::post().to(leaks::github)),
+        )
+        .service(
+            web::resource("/api/v1/revoke")
+                .app_data(web::PayloadConfig::new(leaks::BODY_LIMIT))
+                .route(web::post().to(leaks::revoke)),
+        )
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
+        // Anything else under the API answers JSON, not the portal's page.
+        .service(web::resource(["/api/v1", "/api/v1/{tail:.*}"]).to(not_found));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::format::KeyDigest;
+
+    /// The hand-written answer is exactly what serde makes of `Whoami`,
+    /// for plain names and names that need escaping alike.
+    #[test]
+    fn whoami_body_is_the_json_of_whoami() {
+        let expiry = chrono::NaiveDate::from_ymd_opt(2027, 1, 2).and_then(|d| d.and_hms_opt(3, 4, 5));
+        for (name, scopes, expires) in [
+            ("ci deploy", vec!["read", "write"], None),
+            ("quote \" back\\slash\ttab \u{1} é \u{2028}", vec![], expiry),
+            ("", vec!["keys:read"], None),
+        ] {
+            let key = keys::VerifiedKey::new(
+                "AbCd1234",
+                7,
+                "alice",
+                name,
+                "kw_AbCd1234",
+                &scopes,
+                expires,
+                KeyDigest([0; 32]),
+            );
+            let expected = serde_json::to_value(Whoami {
+                user: key.username(),
+                key: WhoamiKey {
+                    id: key.key_id(),
+                    name: key.name(),
+                    prefix: key.prefix(),
+                    scopes: ScopeList(&key),
+                    expires_at: key.expires_at().map(rfc3339),
+                },
+            })
+            .unwrap();
+            let body = whoami_body(&key);
+            let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(got, expected, "{body}");
+        }
+    }
 }

@@ -253,6 +253,17 @@ impl<'a> KeyShape<'a> {
     }
 }
 
+/// Which bytes are ASCII letters and digits.
+static ALNUM: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    t
+};
+
 /// The shape of a presented key alone: lengths and alphabets, no checksum.
 pub fn parse_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
     // Every part but the tag has a fixed length, so the length of the whole
@@ -266,11 +277,12 @@ pub fn parse_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
     let (tag, rest) = bytes.split_at(tag_len);
     let id = &rest[1..=ID_LEN];
     let tail = &rest[ID_LEN + 2..];
+    // One table lookup per byte, with no branch per byte.
+    let alnum = |part: &[u8]| part.iter().fold(true, |ok, &b| ok & ALNUM[usize::from(b)]);
     if !tag.iter().all(u8::is_ascii_lowercase)
         || rest[0] != b'_'
         || rest[ID_LEN + 1] != b'_'
-        || !id.iter().all(u8::is_ascii_alphanumeric)
-        || !tail.iter().all(u8::is_ascii_alphanumeric)
+        || !(alnum(id) & alnum(tail))
     {
         return Err(FormatError::Shape);
     }

@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -45,58 +45,127 @@ fn time(at: Stamp) -> Option<NaiveDateTime> {
 }
 
 /// What one key did since the last flush.
+///
+/// 32 bytes, with nothing allocated for a key used from IPv4 addresses in
+/// one hour (nearly every key between two flushes): a pending entry exists
+/// per key in use and per worker thread, so with 100,000 keys in use its
+/// size is most of what recording uses costs in memory (BENCHMARKS.md).
 #[derive(Clone, Debug, Default)]
 pub struct Use {
     last: Stamp,
-    address: Option<IpAddr>,
-    /// Calls per hour (the hour's start, in microseconds): usually one.
-    hours: Vec<(Stamp, u64)>,
+    /// Calls in hour `hour` (hours since 1970), when `calls > 0`.
+    hour: u32,
+    calls: u32,
+    /// The last call's address, when IPv4.
+    v4: Option<Ipv4Addr>,
+    /// Other hours, an IPv6 address, and scopes: rare, so boxed.
+    more: Option<Box<More>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct More {
+    v6: Option<Ipv6Addr>,
+    /// Calls in hours other than `Use::hour`.
+    hours: Vec<(u32, u64)>,
     /// Scopes the key was checked for, with when last.
     scopes: Vec<(Box<str>, Stamp)>,
 }
 
+// The size the memory figures in BENCHMARKS.md rely on.
+const _: () = assert!(std::mem::size_of::<Use>() <= 32);
+
+fn hour_of(at: Stamp) -> u32 {
+    u32::try_from(at.div_euclid(HOUR)).unwrap_or(0)
+}
+
 impl Use {
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
     fn call(&mut self, at: Stamp, address: Option<IpAddr>) {
-        if at >= self.last {
-            self.last = at;
-            if address.is_some() {
-                self.address = address;
-            }
+        self.seen(at, address);
+        self.add_calls(hour_of(at), 1);
+    }
+
+    /// The last use and its address.
+    fn seen(&mut self, at: Stamp, address: Option<IpAddr>) {
+        if at < self.last {
+            return;
         }
-        let hour = at - at.rem_euclid(HOUR);
-        match self.hours.iter_mut().find(|(h, _)| *h == hour) {
-            Some((_, n)) => *n += 1,
-            None => self.hours.push((hour, 1)),
+        self.last = at;
+        match address {
+            Some(IpAddr::V4(a)) => {
+                self.v4 = Some(a);
+                if let Some(m) = &mut self.more {
+                    m.v6 = None;
+                }
+            }
+            Some(IpAddr::V6(a)) => {
+                self.v4 = None;
+                self.more().v6 = Some(a);
+            }
+            None => {}
         }
     }
 
+    fn address(&self) -> Option<IpAddr> {
+        self.v4
+            .map(IpAddr::V4)
+            .or_else(|| self.more.as_ref().and_then(|m| m.v6).map(IpAddr::V6))
+    }
+
+    fn add_calls(&mut self, hour: u32, n: u64) {
+        if self.calls == 0 || self.hour == hour {
+            if let Some(sum) = u32::try_from(n).ok().and_then(|n| self.calls.checked_add(n)) {
+                self.hour = hour;
+                self.calls = sum;
+                return;
+            }
+        }
+        let hours = &mut self.more().hours;
+        match hours.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, m)) => *m += n,
+            None => hours.push((hour, n)),
+        }
+    }
+
+    /// Calls per hour (the hour's start).
+    fn hours(&self) -> impl Iterator<Item = (Stamp, u64)> + '_ {
+        let first = (self.calls > 0).then_some((self.hour, u64::from(self.calls)));
+        let rest = self.more.iter().flat_map(|m| m.hours.iter().copied());
+        first.into_iter().chain(rest).map(|(h, n)| (i64::from(h) * HOUR, n))
+    }
+
+    fn scopes(&self) -> &[(Box<str>, Stamp)] {
+        self.more.as_ref().map_or(&[], |m| &m.scopes)
+    }
+
     fn scope(&mut self, scope: &str, at: Stamp) {
-        match self.scopes.iter_mut().find(|(s, _)| &**s == scope) {
+        let scopes = &mut self.more().scopes;
+        match scopes.iter_mut().find(|(s, _)| &**s == scope) {
             Some((_, t)) => *t = (*t).max(at),
-            None => self.scopes.push((scope.into(), at)),
+            None => scopes.push((scope.into(), at)),
         }
     }
 
     fn merge(&mut self, other: Use) {
-        if other.last >= self.last {
-            self.last = other.last;
-            if other.address.is_some() {
-                self.address = other.address;
-            }
+        self.seen(other.last, other.address());
+        for (hour, n) in other.hours() {
+            self.add_calls(hour_of(hour), n);
         }
-        for (hour, n) in other.hours {
-            match self.hours.iter_mut().find(|(h, _)| *h == hour) {
-                Some((_, m)) => *m += n,
-                None => self.hours.push((hour, n)),
-            }
-        }
-        for (scope, at) in other.scopes {
-            self.scope(&scope, at);
+        for (scope, at) in other.scopes() {
+            self.scope(scope, *at);
         }
     }
 }
 
-type Shard = Mutex<HashMap<Id, Use>>;
+/// Key ids are chosen by callers only among existing keys here, but the
+/// hasher is keyed per process all the same; foldhash costs a fraction of
+/// SipHash on 8 bytes, and this runs on every accepted call.
+type Map = HashMap<Id, Use, foldhash::fast::RandomState>;
+
+type Shard = Mutex<Map>;
 
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
@@ -121,19 +190,21 @@ impl Default for LastUsed {
 
 impl LastUsed {
     /// Runs `f` on this thread's shard.
-    fn with_shard<T>(&self, f: impl FnOnce(&mut HashMap<Id, Use>) -> T) -> T {
-        let shard = SHARDS.with(|shards| {
+    fn with_shard<T>(&self, f: impl FnOnce(&mut Map) -> T) -> T {
+        SHARDS.with(|shards| {
             let mut shards = shards.borrow_mut();
-            if let Some((_, s)) = shards.iter().find(|(o, _)| *o == self.owner) {
-                return s.clone();
-            }
-            let s: Arc<Shard> = Arc::default();
-            self.shards.lock().unwrap_or_else(|p| p.into_inner()).push(s.clone());
-            shards.push((self.owner, s.clone()));
-            s
-        });
-        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut map)
+            let shard = match shards.iter().find(|(o, _)| *o == self.owner) {
+                Some((_, s)) => s,
+                None => {
+                    let s: Arc<Shard> = Arc::default();
+                    self.shards.lock().unwrap_or_else(|p| p.into_inner()).push(s.clone());
+                    shards.push((self.owner, s));
+                    &shards[shards.len() - 1].1
+                }
+            };
+            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut map)
+        })
     }
 
     /// Records an accepted call of the key with this id, from `address`;
@@ -143,8 +214,12 @@ impl LastUsed {
     }
 
     pub fn record_from(&self, key_id: &str, at: NaiveDateTime, address: Option<IpAddr>) {
+        self.record_micros(key_id, stamp(at), address);
+    }
+
+    /// `record_from` with the time in microseconds since 1970 (UTC).
+    pub fn record_micros(&self, key_id: &str, at: i64, address: Option<IpAddr>) {
         if let Some(id) = id_of(key_id) {
-            let at = stamp(at);
             self.with_shard(|m| m.entry(id).or_default().call(at, address));
         }
     }
@@ -169,7 +244,7 @@ impl LastUsed {
         for shard in self.all_shards() {
             if let Some(u) = shard.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
                 if u.last > 0 && best.is_none_or(|(t, _)| u.last > t) {
-                    best = Some((u.last, u.address));
+                    best = Some((u.last, u.address()));
                 }
             }
         }
@@ -192,7 +267,7 @@ impl LastUsed {
                 total.merge(u.clone());
             }
         }
-        total.hours.iter().filter_map(|(h, n)| Some((time(*h)?, *n))).collect()
+        total.hours().filter_map(|(h, n)| Some((time(h)?, n))).collect()
     }
 
     pub fn pending_count(&self) -> usize {
@@ -210,14 +285,18 @@ impl LastUsed {
         }
     }
 
-    /// Empties every shard into one batch. The shards keep their tables:
-    /// with every key in use they would otherwise be rebuilt after each
-    /// flush.
-    fn take(&self) -> HashMap<Id, Use> {
-        let mut batch: HashMap<Id, Use> = HashMap::new();
+    /// Empties every shard into one batch. The shards give their tables
+    /// away: what a flush leaves behind is empty, not a table sized for the
+    /// busiest interval since start-up.
+    fn take(&self) -> Map {
+        let mut batch = Map::default();
         for shard in self.all_shards() {
-            let drained: Vec<(Id, Use)> = shard.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
-            for (id, u) in drained {
+            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            if batch.is_empty() {
+                batch = taken;
+                continue;
+            }
+            for (id, u) in taken {
                 batch.entry(id).or_default().merge(u);
             }
         }
@@ -225,7 +304,7 @@ impl LastUsed {
     }
 
     /// Puts a batch back after a failed write, for the next try.
-    fn put_back(&self, batch: HashMap<Id, Use>) {
+    fn put_back(&self, batch: Map) {
         self.with_shard(|m| {
             for (id, u) in batch {
                 m.entry(id).or_default().merge(u);
@@ -249,14 +328,14 @@ impl LastUsed {
                     // Only ASCII ids and representable times are recorded.
                     let Ok(id) = std::str::from_utf8(id) else { continue };
                     if let Some(at) = time(u.last).filter(|_| u.last > 0) {
-                        store::touch(conn, id, at, u.address.map(|a| a.to_string()).as_deref())?;
+                        store::touch(conn, id, at, u.address().map(|a| a.to_string()).as_deref())?;
                     }
-                    for (hour, calls) in &u.hours {
-                        if let Some(hour) = time(*hour) {
-                            store::add_calls(conn, id, hour, i64::try_from(*calls).unwrap_or(i64::MAX))?;
+                    for (hour, calls) in u.hours() {
+                        if let Some(hour) = time(hour) {
+                            store::add_calls(conn, id, hour, i64::try_from(calls).unwrap_or(i64::MAX))?;
                         }
                     }
-                    for (scope, at) in &u.scopes {
+                    for (scope, at) in u.scopes() {
                         if let Some(at) = time(*at) {
                             store::scope_used(conn, id, scope, at)?;
                         }
@@ -314,8 +393,8 @@ mod tests {
         );
         let batch = lu.take();
         let u = &batch[b"AbCdEfGh"];
-        assert_eq!(u.hours.len(), 2);
-        assert_eq!(u.scopes.len(), 1);
+        assert_eq!(u.hours().count(), 2);
+        assert_eq!(u.scopes().len(), 1);
         assert_eq!(lu.pending_count(), 0);
     }
 }

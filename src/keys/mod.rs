@@ -614,8 +614,8 @@ pub struct Verifier {
     invalidations: AtomicU64,
     lookups: tokio::sync::Semaphore,
     metrics: Metrics,
-    /// The wall clock; tests move it to see a cached key expire.
-    clock: fn() -> NaiveDateTime,
+    /// The wall clock when `None`; tests set one to see a cached key expire.
+    clock: Option<fn() -> NaiveDateTime>,
     /// Added to the clock: tests and drills move time forward (an expiry,
     /// a grace period, a rate limit refilling) without waiting.
     skew_micros: std::sync::atomic::AtomicI64,
@@ -643,7 +643,7 @@ impl Verifier {
             invalidations: AtomicU64::new(0),
             lookups: tokio::sync::Semaphore::new(cache.max_lookups.max(1)),
             metrics: Metrics::default(),
-            clock: crate::time::now,
+            clock: None,
             skew_micros: std::sync::atomic::AtomicI64::new(0),
             refusals: Default::default(),
             limiters: Default::default(),
@@ -652,7 +652,20 @@ impl Verifier {
 
     /// The time keys are judged by: the wall clock, plus any skew.
     pub fn now(&self) -> NaiveDateTime {
-        (self.clock)() + Duration::microseconds(self.skew_micros.load(std::sync::atomic::Ordering::Relaxed))
+        let micros = self.now_micros();
+        chrono::DateTime::from_timestamp_micros(micros).map_or_else(crate::time::now, |t| t.naive_utc())
+    }
+
+    /// `now` in microseconds since 1970 (UTC): what every accepted call
+    /// compares and records, with no calendar arithmetic.
+    fn now_micros(&self) -> i64 {
+        let clock = match self.clock {
+            Some(clock) => clock().and_utc().timestamp_micros(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        };
+        clock.saturating_add(self.skew_micros.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Moves this verifier's clock forward (or back): for tests and drills
@@ -777,7 +790,7 @@ impl Verifier {
     /// and the last-used address are about), and records its use.
     pub async fn verify_from(&self, presented: &str, client: Option<IpAddr>) -> Result<Verified, VerifyError> {
         let started = Instant::now();
-        let result = match self.check_in_memory(presented, client, started) {
+        let result = match self.check_in_memory(presented, || client, started) {
             Some(decided) => decided,
             None => self.check_in_database(presented, client).await,
         };
@@ -795,6 +808,17 @@ impl Verifier {
 
     /// `verify_cached` for a key presented from `client`.
     pub fn verify_cached_from(&self, presented: &str, client: Option<IpAddr>) -> Option<Result<Verified, VerifyError>> {
+        self.verify_cached_lazy(presented, || client)
+    }
+
+    /// `verify_cached_from`, with the client's address worked out only
+    /// for a key that proves valid (the guard's path: a refusal then costs
+    /// no header lookups).
+    pub fn verify_cached_lazy(
+        &self,
+        presented: &str,
+        client: impl FnOnce() -> Option<IpAddr>,
+    ) -> Option<Result<Verified, VerifyError>> {
         let started = Instant::now();
         let result = self.check_in_memory(presented, client, started)?;
         self.count(&result, started);
@@ -820,7 +844,7 @@ impl Verifier {
     fn check_in_memory(
         &self,
         presented: &str,
-        client: Option<IpAddr>,
+        client: impl FnOnce() -> Option<IpAddr>,
         started: Instant,
     ) -> Option<Result<Verified, VerifyError>> {
         // Shape first: garbage never reaches a cache or the database.
@@ -830,25 +854,21 @@ impl Verifier {
         let id = shape.id_bytes();
         // Read before any cache: see `invalidations`.
         let epoch = self.invalidations.load(SeqCst);
-        match local::get(self.id, id, epoch, started) {
-            Some(local::Entry::Known(key)) => {
-                // The digest covers the whole key, checksum included: a
-                // match proves the key without computing the CRC.
-                self.metrics.cache(CacheEvent::PositiveHit);
-                return Some(self.accept(shape.display_prefix(), &shape.digest(), key, client));
-            }
-            Some(local::Entry::Unknown) => {
-                // Refused whatever its checksum says.
-                self.metrics.cache(CacheEvent::NegativeHit);
-                return Some(Err(VerifyError::Invalid));
-            }
-            None => {}
+        let local = local::get(self.id, id, epoch, started);
+        if let Some(local::Entry::Unknown) = local {
+            // Refused whatever its checksum says.
+            self.metrics.cache(CacheEvent::NegativeHit);
+            return Some(Err(VerifyError::Invalid));
         }
-        // Then the checksum: typos never reach the shared caches or the
-        // database.
+        // Then the checksum, before any SHA-256: a typo costs a CRC, and
+        // never reaches the shared caches or the database.
         let Ok(parts) = shape.checked() else {
             return Some(Err(VerifyError::Invalid));
         };
+        if let Some(local::Entry::Known(key)) = local {
+            self.metrics.cache(CacheEvent::PositiveHit);
+            return Some(self.accept(parts.display_prefix, &parts.digest, key, client));
+        }
         if let Some((at, known)) = self.known.get(&id, started) {
             self.metrics.cache(CacheEvent::PositiveHit);
             let key = self.keep_local(id, epoch, at, known);
@@ -870,7 +890,7 @@ impl Verifier {
         match self.lookup(parts.id, id, epoch).await? {
             Some((at, known)) => {
                 let key = self.keep_local(id, epoch, at, known);
-                self.accept(parts.display_prefix, &parts.digest, key, client)
+                self.accept(parts.display_prefix, &parts.digest, key, || client)
             }
             None => Err(VerifyError::Invalid),
         }
@@ -891,29 +911,30 @@ impl Verifier {
         display_prefix: &str,
         digest: &KeyDigest,
         key: Rc<local::LocalKey>,
-        client: Option<IpAddr>,
+        client: impl FnOnce() -> Option<IpAddr>,
     ) -> Result<Verified, VerifyError> {
-        let now = self.now();
+        let now = self.now_micros();
         let k = &key.key;
-        if !digest.matches(k.digest.as_bytes()) || k.prefix() != display_prefix || k.is_expired(now) {
+        if !digest.matches(k.digest.as_bytes()) || k.prefix() != display_prefix || now >= k.expires {
             return Err(VerifyError::Invalid);
         }
+        let client = client();
         let mut decision = None;
         if let Some(r) = k.restrictions() {
             if !r.allowed_ips.is_empty() && !client.is_some_and(|ip| r.allowed_ips.allows(ip)) {
-                self.note_refusal(k.key_id(), "address_not_allowed", client, now);
+                self.note_refusal(k.key_id(), "address_not_allowed", client, self.now());
                 return Err(VerifyError::AddressNotAllowed);
             }
             if let Some(limiter) = &r.limiter {
-                let d = limiter.check(now.and_utc().timestamp_micros());
+                let d = limiter.check(now);
                 if !d.allowed {
-                    self.note_refusal(k.key_id(), "rate_limited", client, now);
+                    self.note_refusal(k.key_id(), "rate_limited", client, self.now());
                     return Err(VerifyError::RateLimited(d));
                 }
                 decision = Some(d);
             }
         }
-        self.last_used.record_from(k.key_id(), now, client);
+        self.last_used.record_micros(k.key_id(), now, client);
         Ok(Verified(key, decision))
     }
 
@@ -1178,7 +1199,7 @@ mod tests {
         let expires = crate::time::now() + Duration::hours(1);
         store_key(&pool, user_id, &key, Some(expires));
         let mut v = Verifier::new(pool, Arc::new(LastUsed::default()));
-        v.clock = clock;
+        v.clock = Some(clock);
         assert!(verify(&v, &key).is_ok(), "valid before its expiry");
 
         NOW.with(|n| n.set(Some(expires)));

@@ -21,7 +21,7 @@ const SHARDS: usize = 16;
 
 /// One shard: each entry with when it was stored, in nanoseconds since the
 /// cache was made (8 bytes where an `Instant` takes 16).
-type Shard<V> = HashMap<KeyId, (u64, V)>;
+type Shard<V> = HashMap<KeyId, (u64, V), foldhash::fast::RandomState>;
 
 pub(super) struct SharedCache<V> {
     shards: Box<[Mutex<Shard<V>>]>,
@@ -31,7 +31,7 @@ pub(super) struct SharedCache<V> {
     base: Instant,
     /// Picks the shard, and the entries to drop when a shard is full. Keyed
     /// randomly per process: ids are chosen by callers.
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
     evictions: AtomicU64,
 }
 
@@ -39,7 +39,7 @@ impl<V: Clone> SharedCache<V> {
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         let per_shard = usize::try_from(capacity).unwrap_or(usize::MAX).div_ceil(SHARDS).max(1);
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard,
             ttl,
             base: Instant::now(),
