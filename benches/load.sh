@@ -73,9 +73,9 @@ done
 
 if [[ -z "${BIN:-}" || -z "${SEEDER:-}" ]]; then
   echo "== build"
-  cargo build --release --bin keyward --example seed_keys 2>&1 | tail -1
-  BIN=${BIN:-$ROOT/target/release/keyward}
-  SEEDER=${SEEDER:-$ROOT/target/release/examples/seed_keys}
+  cargo build --release --features bench-tools --bin keyward --bin seed_keys 2>&1 | tail -1
+  BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/keyward}
+  SEEDER=${SEEDER:-${CARGO_TARGET_DIR:-$ROOT/target}/release/seed_keys}
 fi
 echo "binary:  $BIN ($(date -u -r "$BIN" '+built %Y-%m-%d %H:%M UTC'))"
 
