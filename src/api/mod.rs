@@ -154,7 +154,17 @@ fn whoami_body(key: &keys::VerifiedKey) -> String {
 /// usernames, scopes, most names) is copied as it is; the rest goes
 /// through serde_json.
 fn json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // One table lookup per byte, with no branch per byte.
+    static ESCAPED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize;
+            b += 1;
+        }
+        t
+    };
+    if !s.bytes().fold(false, |any, b| any | ESCAPED[usize::from(b)]) {
         out.push('"');
         out.push_str(s);
         out.push('"');
@@ -350,8 +360,8 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 /// per request"). The most called routes come first.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/whoami").route(web::get().to(whoami)))
-        .service(web::resource("/auth/verify").route(web::route().to(forward_auth::verify)))
         .service(web::resource("/api/v1/ping").route(web::get().to(ping)))
+        .service(web::resource("/auth/verify").route(web::route().to(forward_auth::verify)))
         .service(
             web::resource("/api/v1/keys")
                 .wrap(RequireScope::new("keys:read"))
