@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod files;
+pub mod headers;
 pub mod keys;
 pub mod leaks;
 pub mod mail;

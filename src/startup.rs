@@ -126,7 +126,7 @@ impl Application {
                 .app_data(web::Data::from(app_state.verifier.clone()))
                 .app_data(trusted.clone())
                 .app_data(web::PayloadConfig::new(crate::web::forms::FORM_LIMIT))
-                .wrap(crate::web::assets::EveryResponse::new(https))
+                .wrap(crate::headers::EveryResponse::new(https))
                 // The API needs no cookies: it sits outside the session layers.
                 .configure(api::configure)
                 .service(

@@ -329,7 +329,7 @@ pub struct RateLimitState(pub Decision);
 /// made with a rate-limited key, for services that embed the guard: wrap
 /// the app (or the routes the guard protects) with
 /// `actix_web::middleware::from_fn(add_rate_limit_headers)`. Keyward's own
-/// app does this in its one outer layer (`web::assets::every_response`).
+/// app does this in its one outer layer (`crate::headers::EveryResponse`).
 pub async fn add_rate_limit_headers(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,

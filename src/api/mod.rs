@@ -150,9 +150,8 @@ fn whoami_body(key: &keys::VerifiedKey) -> String {
     body
 }
 
-/// `s` as a JSON string. Text with nothing to escape (ids, prefixes,
-/// usernames, scopes, most names) is copied as it is; the rest goes
-/// through serde_json.
+/// `s` as a JSON string. Text with nothing to escape (usernames, scopes,
+/// most names) is copied as it is; the rest goes through serde_json.
 fn json_str(out: &mut String, s: &str) {
     // One table lookup per byte, with no branch per byte.
     static ESCAPED: [bool; 256] = {
