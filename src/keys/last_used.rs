@@ -397,4 +397,36 @@ mod tests {
         assert_eq!(u.scopes().len(), 1);
         assert_eq!(lu.pending_count(), 0);
     }
+
+    /// The compact record keeps what the wide one did: the newest call's
+    /// address whichever family, every hour's count, scopes, across merges.
+    #[test]
+    fn a_use_keeps_the_newest_address_every_hour_and_scopes_when_merged() {
+        let t = |s: &str| stamp(at(s));
+        let v4: IpAddr = [192, 0, 2, 7].into();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut a = Use::default();
+        a.call(t("2026-12-01 10:00:00"), Some(v4));
+        a.call(t("2026-12-01 10:30:00"), Some(v6));
+        a.call(t("2026-12-01 09:59:59"), Some(v4)); // older: address kept
+        a.call(t("2026-12-01 11:00:00"), None); // no address: kept
+        assert_eq!(a.address(), Some(v6));
+        let mut b = Use::default();
+        b.call(t("2026-12-01 11:15:00"), Some(v4));
+        b.scope("read", t("2026-12-01 11:15:00"));
+        a.merge(b);
+        assert_eq!(a.address(), Some(v4), "the newest call came from IPv4");
+        assert_eq!(time(a.last), Some(at("2026-12-01 11:15:00")));
+        let mut hours: Vec<(Stamp, u64)> = a.hours().collect();
+        hours.sort_unstable();
+        assert_eq!(
+            hours,
+            [
+                (t("2026-12-01 09:00:00"), 1),
+                (t("2026-12-01 10:00:00"), 2),
+                (t("2026-12-01 11:00:00"), 2)
+            ]
+        );
+        assert_eq!(a.scopes().len(), 1);
+    }
 }

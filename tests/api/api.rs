@@ -421,3 +421,55 @@ async fn a_use_is_written_to_the_database_soon_after() {
         "the page still shows the use after the flush"
     );
 }
+
+/// API answers (accepted, refused, unknown path) carry what an API needs:
+/// a CSP that forbids everything, framing included, `nosniff` and
+/// `no-store`; any path under the API answers JSON, not the portal's page.
+#[actix_web::test]
+async fn api_answers_carry_the_api_headers_and_unknown_api_paths_answer_json() {
+    let app = spawn_app().await;
+    app.signed_up("alice").await;
+    let key = app.create_key("ci", &[]).await;
+    let client = Client::new();
+    let get = |path: &str, key: Option<&str>| {
+        let mut req = client.get(app.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send()
+    };
+    let cases = [
+        ("/api/v1/whoami", Some(key.as_str()), StatusCode::OK),
+        ("/api/v1/whoami", Some("kw_nonsense"), StatusCode::UNAUTHORIZED),
+        ("/api/v1/ping", None, StatusCode::OK),
+        ("/api/v1/no-such-route", None, StatusCode::NOT_FOUND),
+        ("/api/v1", None, StatusCode::NOT_FOUND),
+        (
+            "/api/v1/whoami/extra/segments",
+            Some(key.as_str()),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (path, key, status) in cases {
+        let res = get(path, key).await.unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        let h = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let csp = h("content-security-policy");
+        for directive in ["default-src 'none'", "frame-ancestors 'none'", "object-src 'none'"] {
+            assert!(csp.contains(directive), "{directive} missing from {csp:?} on {path}");
+        }
+        assert_eq!(h("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(h("cache-control"), "no-store", "{path}");
+        assert!(h("content-type").starts_with("application/json"), "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        if status == StatusCode::NOT_FOUND {
+            assert_eq!(body, json!({"error": "not_found"}), "{path}");
+        }
+    }
+}
