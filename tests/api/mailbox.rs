@@ -64,36 +64,49 @@ impl SmtpServer {
             println!("skipped: python3-aiosmtpd is not installed (apt-get install python3-aiosmtpd)");
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
+        // aiosmtpd cannot be handed a listening socket: a free port is
+        // picked, released and given to it. Another process may take it in
+        // between; aiosmtpd then exits, and a new port is tried.
         let maildir = tempfile::tempdir().ok()?;
-        let child = Command::new(python)
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
-            .arg(maildir.path().join("mail"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        // Wait until it accepts connections.
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if start.elapsed() > Duration::from_secs(10) {
-                panic!("aiosmtpd did not start");
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            let mut child = Command::new(python)
+                .args([
+                    "-m",
+                    "aiosmtpd",
+                    "-n",
+                    "-l",
+                    &format!("127.0.0.1:{port}"),
+                    "-c",
+                    "aiosmtpd.handlers.Mailbox",
+                ])
+                .arg(maildir.path().join("mail"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            // Wait until it accepts connections, or has exited.
+            let start = Instant::now();
+            loop {
+                let exited = child.try_wait().ok().flatten().is_some();
+                if exited {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(Self { port, maildir, child });
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                    panic!("aiosmtpd did not start");
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Self { port, maildir, child })
+        panic!("aiosmtpd could not listen on any of 5 free ports");
     }
 
     pub fn new_mail_dir(&self) -> PathBuf {
