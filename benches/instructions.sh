@@ -87,9 +87,6 @@ echo "$(valgrind --version); N=$N WARM=$WARM, $CONC connections; cpu: $(grep -m1
 export KEYWARD_DATA_DIR=$WORK/data
 mkdir -p "$KEYWARD_DATA_DIR"
 unset DATABASE_URL
-# The binary would execute itself again to set its malloc tunables: give
-# them here, so that callgrind follows one process image.
-export GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 KEYWARD_MALLOC_TUNED=1
 echo "instructions bench passphrase" | "$BIN" user create bench --email bench@example.com >/dev/null
 "$SEEDER" "$KEYWARD_DATA_DIR/keyward.db" bench "$ROUND_ROBIN" "$WORK/keys.txt" "$ROUND_ROBIN" "$WORK/unknown.txt" 1 >/dev/null
 HOT=$(head -1 "$WORK/keys.txt")

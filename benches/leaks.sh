@@ -49,7 +49,6 @@ PY
 export KEYWARD_DATA_DIR=$WORK/data
 mkdir -p "$KEYWARD_DATA_DIR"
 unset DATABASE_URL
-export GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072 KEYWARD_MALLOC_TUNED=1
 echo "leak bench passphrase 42" | "$BIN" user create owner --email owner@example.com >/dev/null
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 KEYWARD_BIND=127.0.0.1:$port KEYWARD_GITHUB_SCANNING_KEYS=$WORK/github-keys.json RUST_LOG=warn \

@@ -36,7 +36,7 @@ fn ready<F: Future>(f: F) -> F::Output {
 fn database_with_keys(n: usize) -> (Pool, Vec<String>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = DatabaseUrl::Sqlite(dir.path().join("bench.db").to_string_lossy().into_owned());
-    let pool = db::connect(&url).expect("database");
+    let pool = db::migrate_and_connect(&url).expect("database");
     let mut conn = pool.get().expect("connection");
     let now = keyward::time::now();
     diesel::insert_into(users::table)

@@ -38,6 +38,8 @@ async fn publish(key: ApiKey) -> Result<HttpResponse, ApiError> {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "data/keyward.db".into());
+    // Keyward owns the schema and migrates it when it starts: this service
+    // only connects (start Keyward once before it).
     let pool = db::connect(&DatabaseUrl::parse(&url))?;
     let verifier = Arc::new(Verifier::new(pool, Arc::new(LastUsed::default())));
     // Last-used times are batched in memory and written every few seconds.

@@ -1,5 +1,5 @@
 //! Typed settings from command-line flags, environment variables and an
-//! optional `.env` file (SPEC §1). Every setting has a working default.
+//! optional `.env` file (README.md, "Configuration"). Every setting has a working default.
 
 use std::path::PathBuf;
 
@@ -82,29 +82,10 @@ pub enum Registration {
     Closed,
 }
 
-/// A string that never appears in `Debug` output (URLs with credentials:
-/// SMTP's, the database's).
-#[derive(Clone)]
-pub struct SecretString(pub String);
-
-impl std::fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl std::str::FromStr for SecretString {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
+/// Strings that never appear in `Debug` output (URLs with credentials:
+/// SMTP's, the database's; the session and metrics secrets). Read them
+/// with `ExposeSecret::expose_secret`.
+pub use secrecy::{ExposeSecret, SecretString};
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
@@ -299,8 +280,8 @@ impl Settings {
     }
 
     pub fn database(&self) -> DatabaseUrl {
-        match &self.database_url {
-            Some(u) if !u.0.trim().is_empty() => DatabaseUrl::parse(u.0.trim()),
+        match self.database_url.as_ref().map(|u| u.expose_secret()) {
+            Some(u) if !u.trim().is_empty() => DatabaseUrl::parse(u.trim()),
             _ => DatabaseUrl::Sqlite(self.data_dir.join("keyward.db").to_string_lossy().into_owned()),
         }
     }
@@ -327,6 +308,11 @@ impl Settings {
     /// Absolute lifetime of a browser session.
     pub fn session_max(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64((self.session_max_hours * 3600.0).clamp(1.0, 1e10))
+    }
+
+    /// `session_max` as the session records are judged by (calendar time).
+    pub fn session_lifetime(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.session_max()).unwrap_or(chrono::Duration::hours(12))
     }
 
     /// Every scope a key may carry: the built-ins, then the configured ones.

@@ -5,7 +5,9 @@
 //! slow SMTP server must not hold its threads.) Message bodies
 //! (which hold reset links) are never logged.
 
+use secrecy::ExposeSecret as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -31,6 +33,10 @@ pub struct Mailer {
     /// The mail thread's queue, started with the first mail. The thread
     /// ends when the mailer is dropped.
     queue: OnceLock<SyncSender<(Message, MailKind)>>,
+    /// Mails queued and not yet delivered (or failed), and a wake-up for
+    /// whoever waits for none (`idle`).
+    pending: AtomicUsize,
+    drained: tokio::sync::Notify,
 }
 
 /// Mails waiting for the mail thread at most; beyond this they are dropped
@@ -60,13 +66,17 @@ impl Mailer {
             .parse()
             .with_context(|| format!("KEYWARD_MAIL_FROM {:?} is not a valid mailbox", settings.mail_from))?;
         let transport = match &settings.smtp_url {
-            Some(url) if !url.0.trim().is_empty() => Transport::Smtp(Box::new(smtp_transport(url.0.trim())?)),
+            Some(url) if !url.expose_secret().trim().is_empty() => {
+                Transport::Smtp(Box::new(smtp_transport(url.expose_secret().trim())?))
+            }
             _ => Transport::Outbox(settings.data_dir.join("outbox")),
         };
         Ok(Self {
             from,
             transport,
             queue: OnceLock::new(),
+            pending: AtomicUsize::new(0),
+            drained: tokio::sync::Notify::new(),
         })
     }
 
@@ -87,14 +97,32 @@ impl Mailer {
             }
         };
         let queue = self.queue.get_or_init(|| self.start_thread());
-        match queue.try_send((message, kind)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::error!(target: "keyward::mail", ?kind, "mail queue full; mail dropped")
+        self.pending.fetch_add(1, SeqCst);
+        let refused = match queue.try_send((message, kind)) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => "mail queue full; mail dropped",
+            Err(TrySendError::Disconnected(_)) => "mail thread stopped; mail dropped",
+        };
+        tracing::error!(target: "keyward::mail", ?kind, "{refused}");
+        self.done_one();
+    }
+
+    /// Waits until every mail queued so far has been delivered (or has
+    /// failed): what shutdown and tests wait for, rather than a fixed time.
+    pub async fn idle(&self) {
+        loop {
+            // Registered before the check, so a wake-up in between counts.
+            let drained = self.drained.notified();
+            if self.pending.load(SeqCst) == 0 {
+                return;
             }
-            Err(TrySendError::Disconnected(_)) => {
-                tracing::error!(target: "keyward::mail", ?kind, "mail thread stopped; mail dropped")
-            }
+            drained.await;
+        }
+    }
+
+    fn done_one(&self) {
+        if self.pending.fetch_sub(1, SeqCst) == 1 {
+            self.drained.notify_waiters();
         }
     }
 
@@ -112,6 +140,7 @@ impl Mailer {
                         tracing::error!(target: "keyward::mail", ?kind, error = ?e, "mail delivery failed")
                     }
                 }
+                mailer.done_one();
             }
         });
         if let Err(e) = started {

@@ -14,60 +14,31 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// glibc's malloc, set for a long-running server whose memory is mostly
-/// many small cache entries: two arenas rather than eight per core (each
-/// thread that allocates would otherwise get one, and the blocking threads
-/// that read keys leave their arenas part-filled), and a fixed 128 KiB
-/// threshold above which blocks are mapped and unmapped on their own (by
-/// default the threshold rises to 32 MiB after the first large free, and
-/// the cache's growing tables then fragment the heap). Measured: peak RSS
-/// with 100k keys cached fell from 77 to 68 MiB (BENCHMARKS.md).
+/// many small cache entries: two arenas rather than eight per core, and a
+/// fixed 128 KiB threshold above which blocks are mapped and unmapped on
+/// their own, so memory goes back to the system after a burst of logins
+/// or cache churn. Why, and the figures: BENCHMARKS.md, "Memory policy".
 ///
-/// glibc reads these settings from `GLIBC_TUNABLES` when the process
-/// starts, before `main`, so the binary sets the variable and executes
-/// itself once more (same process id, same arguments): no `unsafe`
-/// `mallopt` call. Settings the operator gave in `GLIBC_TUNABLES` win; if
-/// the binary cannot be executed again it runs with glibc's defaults.
+/// The one `unsafe` of the crate: two `mallopt` calls, made first thing in
+/// `main`, before any other thread exists. A `GLIBC_TUNABLES` the operator
+/// gave with any `glibc.malloc.` entry wins: then nothing is changed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072";
-
-/// Set in the environment of the second execution.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const REEXECUTED: &str = "KEYWARD_MALLOC_TUNED";
-
+#[allow(unsafe_code)]
 fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use std::os::unix::process::CommandExt as _;
-        // Once only: glibc drops GLIBC_TUNABLES from the environment of a
-        // setuid or setcap binary, so the variable alone cannot tell.
-        if std::env::var_os(REEXECUTED).is_some() {
-            return;
-        }
-        let given = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if given.contains("glibc.malloc.") {
-            return;
-        }
-        let Ok(exe) = std::env::current_exe() else {
-            return;
-        };
-        let tunables = if given.is_empty() {
-            MALLOC_TUNABLES.to_owned()
-        } else {
-            format!("{given}:{MALLOC_TUNABLES}")
-        };
-        let mut args = std::env::args_os();
-        let mut again = std::process::Command::new(exe);
-        if let Some(arg0) = args.next() {
-            again.arg0(arg0);
-        }
-        // Returns only if the binary could not be executed.
-        let _ = again
-            .args(args)
-            .env("GLIBC_TUNABLES", tunables)
-            .env(REEXECUTED, "1")
-            .exec();
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
+        return;
+    }
+    // SAFETY: `mallopt` only sets parameters of glibc's allocator; it is
+    // called before any thread is spawned and before any large allocation,
+    // and a refused value (return 0) leaves glibc's default in place.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
 
 async fn run() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
@@ -89,7 +60,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Db(DbCommand::Copy { to }) => {
             let from = settings.database();
-            let to = keyward::db::DatabaseUrl::parse(to.0.trim());
+            let to = keyward::db::DatabaseUrl::parse(secrecy::ExposeSecret::expose_secret(&to).trim());
             let copied = keyward::db::copy::copy_sqlite_to_postgres(&from, &to)?;
             println!(
                 "copied {} users, {} keys and {} reset tokens from {} to {} (row counts verified)",
@@ -127,7 +98,7 @@ async fn run() -> anyhow::Result<()> {
             let email = domain::Email::parse(&email).map_err(anyhow::Error::msg)?;
             let password = domain::Password::parse(&read_password()?, username.as_str()).map_err(anyhow::Error::msg)?;
             std::fs::create_dir_all(&settings.data_dir)?;
-            let pool = keyward::db::connect(&settings.database())?;
+            let pool = keyward::db::migrate_and_connect(&settings.database())?;
             let registered = accounts::register(&pool, username, email, password)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot create user: {e}"))?;
@@ -148,7 +119,7 @@ fn open_pool(settings: &keyward::config::Settings) -> anyhow::Result<keyward::db
     if let keyward::db::DatabaseUrl::Sqlite(_) = settings.database() {
         std::fs::create_dir_all(&settings.data_dir)?;
     }
-    keyward::db::connect(&settings.database())
+    keyward::db::migrate_and_connect(&settings.database())
 }
 
 /// A verifier for the CLI's own changes. A running instance on PostgreSQL

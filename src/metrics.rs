@@ -137,6 +137,8 @@ impl Snapshot {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Gauges {
     pub last_used_pending: u64,
+    /// Keys written by last-used flushes since start-up.
+    pub last_used_written: u64,
     pub cached_known: u64,
     pub cached_unknown: u64,
 }
@@ -302,6 +304,12 @@ fn render_into(out: &mut String, s: &Snapshot, g: Gauges) -> std::fmt::Result {
     )?;
     writeln!(out, "# TYPE keyward_last_used_pending gauge")?;
     writeln!(out, "keyward_last_used_pending {}", g.last_used_pending)?;
+    writeln!(
+        out,
+        "# HELP keyward_last_used_written_total Keys whose uses flushes have written."
+    )?;
+    writeln!(out, "# TYPE keyward_last_used_written_total counter")?;
+    writeln!(out, "keyward_last_used_written_total {}", g.last_used_written)?;
     Ok(())
 }
 
@@ -331,6 +339,7 @@ mod tests {
         m.cache(CacheEvent::NegativeHit);
         let text = m.render(Gauges {
             last_used_pending: 2,
+            last_used_written: 5,
             ..Gauges::default()
         });
         assert!(text.contains("keyward_key_verifications_total{outcome=\"ok\"} 1\n"));
@@ -342,5 +351,6 @@ mod tests {
         assert!(text.contains("keyward_key_verification_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
         assert!(text.contains("keyward_key_verification_duration_seconds_count 1\n"));
         assert!(text.contains("keyward_last_used_pending 2\n"));
+        assert!(text.contains("keyward_last_used_written_total 5\n"));
     }
 }

@@ -1,6 +1,7 @@
 //! The application: binds its listener (port 0 in tests), wires middleware,
 //! routes and background work, and flushes pending writes on shutdown.
 
+use secrecy::ExposeSecret as _;
 use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::Path;
@@ -48,7 +49,7 @@ impl Application {
             crate::db::DatabaseUrl::Sqlite(path) => Some(crate::files::InstanceLock::acquire(Path::new(path))?),
             crate::db::DatabaseUrl::Postgres(_) => None,
         };
-        let pool = web::block(move || db::connect(&url))
+        let pool = web::block(move || db::migrate_and_connect(&url))
             .await
             .context("blocking task failed")??;
         let key = session_key(&settings, &pool).await?;
@@ -65,6 +66,7 @@ impl Application {
         let settings = Arc::new(settings);
         let mailer = Arc::new(crate::mail::Mailer::from_settings(&settings)?);
         tracing::info!(transport = mailer.describe(), "mail configured");
+        let clock = crate::time::Clock::default();
         let state = web::Data::new(AppState {
             pool,
             settings: settings.clone(),
@@ -75,22 +77,27 @@ impl Application {
                 settings.login_max_failures,
                 Duration::from_secs(settings.login_window_seconds),
                 Duration::from_secs(settings.login_lockout_seconds),
-            ),
+            )
+            .with_clock(&clock),
             reauth_throttle: LoginThrottle::new(
                 settings.login_max_failures,
                 Duration::from_secs(settings.login_window_seconds),
                 Duration::from_secs(settings.login_lockout_seconds),
-            ),
-            register_per_address: RateLimit::new(settings.registrations_per_hour as usize, Duration::from_secs(3600)),
+            )
+            .with_clock(&clock),
+            register_per_address: RateLimit::new(settings.registrations_per_hour as usize, Duration::from_secs(3600))
+                .with_clock(&clock),
             cookie_key: key.clone(),
             totp_key: crate::accounts::totp::SealingKey::derive(key.master()),
             health: Default::default(),
             github_keys: settings.github_scanning_keys.clone().map(crate::leaks::GithubKeys::new),
-            revoke_per_address: RateLimit::new(30, Duration::from_secs(60)),
-            reset_per_account: RateLimit::new(3, Duration::from_secs(15 * 60)),
-            reset_per_address: RateLimit::new(30, Duration::from_secs(15 * 60)),
+            revoke_per_address: RateLimit::new(30, Duration::from_secs(60)).with_clock(&clock),
+            reset_per_account: RateLimit::new(3, Duration::from_secs(15 * 60)).with_clock(&clock),
+            reset_per_address: RateLimit::new(30, Duration::from_secs(15 * 60)).with_clock(&clock),
+            clock,
         });
 
+        verifier.spawn_flusher(Duration::from_secs(settings.last_used_flush_seconds.max(1)));
         spawn_housekeeping(state.clone());
         verifier
             .follow_changes()
@@ -101,7 +108,6 @@ impl Application {
 
         let https = settings.is_https();
         let cookie_name = if https { "__Host-keyward" } else { "keyward" };
-        let idle = settings.session_idle();
         let max = settings.session_max();
         let app_state = state.clone();
         let trusted = web::Data::new(settings.trusted_proxies.clone());
@@ -117,10 +123,9 @@ impl Application {
                         .session_ttl(actix_web::cookie::time::Duration::seconds(max.as_secs() as i64)),
                 )
                 .build();
-            let identity = IdentityMiddleware::builder()
-                .visit_deadline(Some(idle))
-                .login_deadline(Some(max))
-                .build();
+            // The idle timeout is `web::session::current`'s, on the
+            // instance clock.
+            let identity = IdentityMiddleware::builder().login_deadline(Some(max)).build();
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::Data::from(app_state.verifier.clone()))
@@ -207,28 +212,20 @@ fn spawn_revocation_listener(url: String, verifier: &Arc<Verifier>) -> anyhow::R
     .context("cannot start the revocation listener")
 }
 
-/// Flushes last-used times every few seconds; prunes old sessions hourly.
+/// Runs key reminders every `reminder_seconds` and prunes old sessions,
+/// feed rows, use records and activity hourly.
 fn spawn_housekeeping(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
-        let every = Duration::from_secs(state.settings.last_used_flush_seconds.max(1));
+        let every = Duration::from_secs(state.settings.reminder_seconds.max(1));
         let mut tick = actix_web::rt::time::interval(every);
         let mut since_prune = Duration::ZERO;
-        let mut since_reminders = Duration::ZERO;
         loop {
             tick.tick().await;
-            if let Err(e) = state.verifier.last_used().flush(&state.pool).await {
-                tracing::warn!(error = ?e, "last-used flush failed; will retry");
-            }
-            since_reminders += every;
-            if since_reminders >= Duration::from_secs(state.settings.reminder_seconds.max(1)) {
-                since_reminders = Duration::ZERO;
-                keep_keys(&state).await;
-            }
+            keep_keys(&state).await;
             since_prune += every;
             if since_prune >= Duration::from_secs(3600) {
                 since_prune = Duration::ZERO;
-                let max_age =
-                    chrono::Duration::from_std(state.settings.session_max()).unwrap_or(chrono::Duration::hours(12));
+                let max_age = state.settings.session_lifetime();
                 let pruned = db::run(&state.pool, move |conn| {
                     Ok(crate::accounts::sessions::delete_expired(
                         conn,
@@ -274,10 +271,14 @@ pub async fn keep_keys(state: &AppState) {
 /// an existing `DATA_DIR/session.key`, imported once, or at random), in one
 /// insert-if-absent-then-read that every instance agrees on.
 async fn session_key(settings: &Settings, pool: &db::Pool) -> anyhow::Result<Key> {
-    if let Some(given) = settings.session_key.as_ref().filter(|k| !k.0.trim().is_empty()) {
+    if let Some(given) = settings
+        .session_key
+        .as_ref()
+        .filter(|k| !k.expose_secret().trim().is_empty())
+    {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(given.0.trim())
+            .decode(given.expose_secret().trim())
             .map_err(|_| anyhow::anyhow!("KEYWARD_SESSION_KEY is not base64"))?;
         anyhow::ensure!(
             bytes.len() >= 64,

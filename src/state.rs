@@ -12,6 +12,9 @@ use crate::mail::Mailer;
 
 pub struct AppState {
     pub pool: Pool,
+    /// What lock-outs, rate limits and idle sessions are timed by; tests
+    /// move it forward instead of sleeping.
+    pub clock: crate::time::Clock,
     pub settings: Arc<Settings>,
     pub verifier: Arc<Verifier>,
     /// Every scope a key may carry, built-ins first.

@@ -1,10 +1,43 @@
 //! Wall-clock helpers. Times are stored as UTC `Timestamp`s with microsecond
 //! precision, the finest both SQLite (text) and PostgreSQL keep alike.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, Utc};
 
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// An instance's clock for what it limits in time (login lock-outs, rate
+/// limits, idle sessions): the wall clock plus an offset that only tests
+/// and drills move forward (`advance`), so that a lock-out lifting or a
+/// session going idle is seen without waiting. Clones share the offset.
+#[derive(Clone, Debug, Default)]
+pub struct Clock(Arc<AtomicU64>);
+
+impl Clock {
+    fn offset(&self) -> Duration {
+        Duration::from_micros(self.0.load(Relaxed))
+    }
+
+    /// The monotonic time, for intervals.
+    pub fn instant(&self) -> Instant {
+        Instant::now() + self.offset()
+    }
+
+    /// The calendar time, UTC.
+    pub fn now(&self) -> NaiveDateTime {
+        now() + chrono::Duration::from_std(self.offset()).unwrap_or_default()
+    }
+
+    /// Moves this clock (and every clone of it) forward.
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(u64::try_from(by.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
 }
 
 pub fn rfc3339(t: NaiveDateTime) -> String {

@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         _ => bail!("usage: seed_keys DATABASE_URL USERNAME COUNT KEYS_OUT PRINT [UNKNOWN_OUT UNKNOWN]"),
     };
     let tag = KeyTag::parse("kw").map_err(anyhow::Error::msg)?;
-    let pool = db::connect(&DatabaseUrl::parse(url))?;
+    let pool = db::migrate_and_connect(&DatabaseUrl::parse(url))?;
     let mut conn = pool.get()?;
     let user_id: i64 = users::table
         .filter(users::username.eq(username))

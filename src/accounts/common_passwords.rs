@@ -1,4 +1,4 @@
-//! The refused-password list (SPEC §6: at least the 10,000 most common).
+//! The refused-password list (docs/accounts.md, "Passwords").
 //!
 //! `common-passwords.txt` is the 20,000-entry list Django ships
 //! (django/contrib/auth/common-passwords.txt.gz, BSD-3-Clause, derived from

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use secrecy::{ExposeSecret, SecretString};
+
 /// 3-32 characters of `a-z 0-9 _ . -`, stored lower-case so names are
 /// unique case-insensitively.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,8 +95,8 @@ pub const PASSWORD_MAX: usize = 128;
 /// blanks or invisible characters, not the username. Held in Unicode NFC,
 /// so the same password typed on systems that compose accents differently
 /// hashes the same. `Debug` is redacted.
-#[derive(Clone)]
-pub struct Password(String);
+#[derive(Clone, Debug)]
+pub struct Password(SecretString);
 
 impl Password {
     /// Checks a new password for the account `username`.
@@ -116,10 +118,10 @@ impl Password {
         if super::common_passwords::is_common(&input) {
             return Err("This password is one of the most common passwords; choose another.");
         }
-        Ok(Self(input))
+        Ok(Self(input.into()))
     }
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
@@ -142,12 +144,6 @@ fn is_invisible(c: char) -> bool {
             '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}'
             | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}')
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password([REDACTED])")
-    }
 }
 
 #[cfg(test)]

@@ -119,10 +119,6 @@ pub async fn start_session(
     .await
 }
 
-pub async fn session_user(pool: &Pool, token: SessionToken, max_age: Duration) -> anyhow::Result<Option<User>> {
-    Ok(session(pool, token, max_age).await?.map(|(u, _)| u))
-}
-
 /// The session's user and the session itself.
 pub async fn session(
     pool: &Pool,
@@ -150,14 +146,24 @@ pub async fn change_password(
     let hash = password::hash(new, password::Priority::Normal).await?;
     db::run(pool, move |conn| {
         use diesel::Connection as _;
-        conn.transaction::<_, diesel::result::Error, _>(|conn| {
-            users::set_password_hash(conn, user_id, &hash)?;
-            sessions::delete_others(conn, user_id, keep.as_ref())?;
-            Ok(())
-        })?;
+        conn.transaction(|conn| set_password_ending_sessions(conn, user_id, &hash, keep.as_ref()))?;
         Ok(())
     })
     .await
+}
+
+/// What a password change and a reset share, inside the caller's
+/// transaction: the new hash, and every session of the user ends but
+/// `keep` (the session that changed it, if any).
+pub(crate) fn set_password_ending_sessions(
+    conn: &mut db::DbConnection,
+    user_id: i64,
+    hash: &str,
+    keep: Option<&SessionToken>,
+) -> diesel::QueryResult<()> {
+    users::set_password_hash(conn, user_id, hash)?;
+    sessions::delete_others(conn, user_id, keep)?;
+    Ok(())
 }
 
 /// Issues a reset token for each account with this email address. The
@@ -189,13 +195,14 @@ pub async fn reset_token_user(pool: &Pool, token: reset::ResetToken) -> anyhow::
 /// Sets a new password through a reset token; ends every session of the
 /// user. None when the token is unknown, expired or used.
 pub async fn reset_password(pool: &Pool, token: reset::ResetToken, new: Password) -> anyhow::Result<Option<User>> {
-    // Cheap pre-check so a dead link costs no Argon2 work.
-    if reset_token_user(pool, token.clone()).await?.is_none() {
+    // The one lookup of the token, before any Argon2 work: a dead link
+    // costs none.
+    let Some(user) = reset_token_user(pool, token.clone()).await? else {
         return Ok(None);
-    }
+    };
     let hash = password::hash(new, password::Priority::Normal).await?;
     db::run(pool, move |conn| {
-        Ok(reset::redeem(conn, &token, &hash, crate::time::now())?)
+        Ok(reset::redeem(conn, &token, user, &hash, crate::time::now())?)
     })
     .await
 }

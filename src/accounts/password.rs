@@ -26,7 +26,10 @@ thread_local! {
     /// and freeing 19 MiB per hash fragments glibc's heap under its default
     /// settings (after the first free it stops giving such blocks back),
     /// which left a login storm at 90-700 MiB resident; kept for good, it
-    /// would be 19 MiB of every idle server's memory.
+    /// would be 19 MiB of every idle server's memory. The binary's malloc
+    /// policy (src/main.rs, `tune_malloc`: a fixed 128 KiB mmap threshold)
+    /// is what makes the given-back block leave the process; a program that
+    /// embeds the portal without that policy keeps glibc's defaults.
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 

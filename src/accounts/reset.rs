@@ -3,36 +3,31 @@
 
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::users::User;
-use crate::db::schema::{password_reset_tokens as tokens, user_sessions, users};
+use crate::db::schema::{password_reset_tokens as tokens, users};
 use crate::db::DbConnection;
 
 /// 43 base62 characters ≈ 256 bits. `Debug` is redacted.
-#[derive(Clone)]
-pub struct ResetToken(String);
+#[derive(Clone, Debug)]
+pub struct ResetToken(SecretString);
 
 impl ResetToken {
     pub fn generate() -> Self {
-        Self(crate::keys::format::random_base62(43))
+        Self(crate::keys::format::random_base62(43).into())
     }
     /// A token from a link; anything that is not 43 base62 characters can
     /// never match and is refused without a lookup.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| Self(s.to_owned()))
+        (s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| Self(s.into()))
     }
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
     pub fn digest(&self) -> Vec<u8> {
-        Sha256::digest(self.0.as_bytes()).to_vec()
-    }
-}
-
-impl std::fmt::Debug for ResetToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResetToken([REDACTED])")
+        Sha256::digest(self.0.expose_secret().as_bytes()).to_vec()
     }
 }
 
@@ -64,19 +59,18 @@ pub fn find_user(conn: &mut DbConnection, token: &ResetToken, now: NaiveDateTime
         .optional()
 }
 
-/// Uses the token to set a new password hash: in one transaction that
-/// starts by deleting the token, so of two concurrent redemptions exactly
-/// one succeeds. Ends every session of the user. Returns the user, or None
-/// when the token is unknown, expired or already used.
+/// Uses the token of `user` (as `find_user` found it) to set a new password
+/// hash: in one transaction that starts by deleting the token, so of two
+/// concurrent redemptions exactly one succeeds. Ends every session of the
+/// user. Returns the user, or None when the token expired or was used
+/// since it was found.
 pub fn redeem(
     conn: &mut DbConnection,
     token: &ResetToken,
+    user: User,
     new_hash: &str,
     now: NaiveDateTime,
 ) -> QueryResult<Option<User>> {
-    let Some(user) = find_user(conn, token, now)? else {
-        return Ok(None);
-    };
     let done = conn.transaction(|conn| {
         let claimed = diesel::delete(
             tokens::table
@@ -88,11 +82,8 @@ pub fn redeem(
         if claimed != 1 {
             return Ok(false);
         }
-        diesel::update(users::table.find(user.id))
-            .set(users::password_hash.eq(new_hash))
-            .execute(conn)?;
+        super::set_password_ending_sessions(conn, user.id, new_hash, None)?;
         diesel::delete(tokens::table.filter(tokens::user_id.eq(user.id))).execute(conn)?;
-        diesel::delete(user_sessions::table.filter(user_sessions::user_id.eq(user.id))).execute(conn)?;
         Ok::<_, diesel::result::Error>(true)
     })?;
     Ok(done.then_some(user))

@@ -5,6 +5,7 @@
 
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::users::User;
@@ -12,27 +13,21 @@ use crate::db::schema::{user_sessions, users};
 use crate::db::DbConnection;
 
 /// The random token naming one session. `Debug` is redacted.
-#[derive(Clone)]
-pub struct SessionToken(String);
+#[derive(Clone, Debug)]
+pub struct SessionToken(SecretString);
 
 impl SessionToken {
     pub fn generate() -> Self {
-        Self(crate::keys::format::random_base62(43))
+        Self(crate::keys::format::random_base62(43).into())
     }
     pub fn from_cookie(s: String) -> Self {
-        Self(s)
+        Self(s.into())
     }
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
     pub fn digest(&self) -> Vec<u8> {
-        Sha256::digest(self.0.as_bytes()).to_vec()
-    }
-}
-
-impl std::fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionToken([REDACTED])")
+        Sha256::digest(self.0.expose_secret().as_bytes()).to_vec()
     }
 }
 

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::time::Clock;
+
 /// Entries kept before stale ones are pruned.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -22,6 +24,7 @@ struct Failures {
 /// refused for `lockout`, doubling with each further failure (capped at the
 /// window). A success clears the record.
 pub struct LoginThrottle {
+    clock: Clock,
     entries: Mutex<HashMap<String, Failures>>,
     max_failures: u32,
     window: Duration,
@@ -31,6 +34,7 @@ pub struct LoginThrottle {
 impl LoginThrottle {
     pub fn new(max_failures: u32, window: Duration, lockout: Duration) -> Self {
         Self {
+            clock: Clock::default(),
             entries: Mutex::new(HashMap::new()),
             max_failures: max_failures.max(1),
             window,
@@ -38,9 +42,15 @@ impl LoginThrottle {
         }
     }
 
+    /// The same throttle, timed by `clock` (the instance's).
+    pub fn with_clock(mut self, clock: &Clock) -> Self {
+        self.clock = clock.clone();
+        self
+    }
+
     /// `Err(wait)` while `key` is locked out.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(key).and_then(|f| f.locked_until) {
             Some(until) if until > now => Err(until - now),
@@ -49,7 +59,7 @@ impl LoginThrottle {
     }
 
     pub fn fail(&self, key: &str) {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_ENTRIES {
             let window = self.window;
@@ -146,6 +156,19 @@ impl LoginLimits {
         }
     }
 
+    /// The same limits, timed by `clock` (the instance's).
+    pub fn with_clock(mut self, clock: &Clock) -> Self {
+        for t in [
+            &mut self.by_pair,
+            &mut self.by_address,
+            &mut self.by_username,
+            &mut self.by_device,
+        ] {
+            t.clock = clock.clone();
+        }
+        self
+    }
+
     fn keys<'a>(&'a self, a: &Attempt) -> Vec<(&'a LoginThrottle, String)> {
         match &a.device {
             Some(device) => vec![(&self.by_device, format!("{}\n{device}", a.username))],
@@ -195,6 +218,7 @@ impl LoginLimits {
 
 /// At most `max` events per key within a sliding `window`.
 pub struct RateLimit {
+    clock: Clock,
     entries: Mutex<HashMap<String, Vec<Instant>>>,
     max: usize,
     window: Duration,
@@ -203,15 +227,22 @@ pub struct RateLimit {
 impl RateLimit {
     pub fn new(max: usize, window: Duration) -> Self {
         Self {
+            clock: Clock::default(),
             entries: Mutex::new(HashMap::new()),
             max: max.max(1),
             window,
         }
     }
 
+    /// The same limit, timed by `clock` (the instance's).
+    pub fn with_clock(mut self, clock: &Clock) -> Self {
+        self.clock = clock.clone();
+        self
+    }
+
     /// Records an event for `key`; false when the limit is already reached.
     pub fn allow(&self, key: &str) -> bool {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_ENTRIES {
             let window = self.window;

@@ -25,9 +25,29 @@ use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::keys::restrictions::Decision;
-use crate::keys::{Verified, VerifiedKey, Verifier, VerifyError};
+use crate::keys::{Checked, Verified, VerifiedKey, Verifier, VerifyError};
 use crate::metrics::Outcome;
 use crate::net::client_addr;
+
+/// `Content-Type: application/json`, built once: parsing it from a `Mime`
+/// or a string costs ~600 instructions a call.
+pub(crate) const JSON: (header::HeaderName, header::HeaderValue) = (
+    header::CONTENT_TYPE,
+    header::HeaderValue::from_static("application/json"),
+);
+
+/// Every error answer of the API: a machine-readable code, and for
+/// `insufficient_scope` the scope that was missing.
+#[derive(serde::Serialize)]
+#[cfg_attr(feature = "portal", derive(utoipa::ToSchema), schema(as = Error))]
+pub struct ErrorJson {
+    /// `missing_key`, `invalid_token`, `insufficient_scope`, `not_found`,
+    /// `unavailable`, `invalid_cursor`, `invalid_query`, `invalid_scope`.
+    #[cfg_attr(feature = "portal", schema(example = "invalid_token"))]
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
 
 /// JSON errors of the API, with their `WWW-Authenticate` challenges.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +107,7 @@ impl ResponseError for ApiError {
         if let Some((challenge, body)) = fixed {
             return res
                 .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)))
-                .insert_header(super::JSON)
+                .insert_header(JSON)
                 .body(body);
         }
         let challenge = match self {
@@ -114,11 +134,11 @@ impl ResponseError for ApiError {
             }
         }
         let body = match self {
-            Self::InsufficientScope(s) => super::openapi::ErrorJson {
+            Self::InsufficientScope(s) => ErrorJson {
                 error: "insufficient_scope".to_owned(),
                 scope: Some(s.clone()),
             },
-            other => super::openapi::ErrorJson {
+            other => ErrorJson {
                 error: other.to_string(),
                 scope: None,
             },
@@ -235,7 +255,7 @@ struct RefusalWindow {
     unlogged: u64,
 }
 
-fn log_refusal(req: &HttpRequest, presented: &str) {
+fn log_refusal<'a>(req: &HttpRequest, shown: impl FnOnce() -> &'a str) {
     thread_local! {
         static WINDOW: std::cell::RefCell<RefusalWindow> =
             const { std::cell::RefCell::new(RefusalWindow { second: 0, logged: 0, unlogged: 0 }) };
@@ -262,15 +282,16 @@ fn log_refusal(req: &HttpRequest, presented: &str) {
     if !log_it {
         return;
     }
-    // Only the display prefix is logged, and only when well-formed.
-    let shown = crate::keys::format::parse_parts(presented)
-        .map(|p| p.display_prefix)
-        .unwrap_or_default();
-    tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown, addr = %client_addr(req));
+    tracing::info!(target: "keyward::audit", event = "key_refused", key = ?shown(), addr = %client_addr(req));
 }
 
 /// The answer to a verification, logged.
-fn conclude(req: &HttpRequest, presented: &str, result: Result<Verified, VerifyError>) -> Result<ApiKey, ApiError> {
+/// `shown` gives the key's display prefix, for the log of a refusal.
+fn conclude<'a>(
+    req: &HttpRequest,
+    shown: impl FnOnce() -> &'a str,
+    result: Result<Verified, VerifyError>,
+) -> Result<ApiKey, ApiError> {
     match result {
         Ok(v) => {
             tracing::debug!(target: "keyward::audit", event = "key_accepted", user = %v.username(), key = %v.prefix(), addr = %client_addr(req));
@@ -280,11 +301,11 @@ fn conclude(req: &HttpRequest, presented: &str, result: Result<Verified, VerifyE
             Ok(ApiKey(v))
         }
         Err(VerifyError::Invalid) => {
-            log_refusal(req, presented);
+            log_refusal(req, shown);
             Err(ApiError::InvalidToken)
         }
         Err(VerifyError::AddressNotAllowed) => {
-            tracing::info!(target: "keyward::audit", event = "key_refused_address", key = %shown_prefix(presented), addr = %client_addr(req));
+            tracing::info!(target: "keyward::audit", event = "key_refused_address", key = %shown(), addr = %client_addr(req));
             Err(ApiError::AddressNotAllowed)
         }
         Err(VerifyError::RateLimited(d)) => Err(ApiError::RateLimited(d)),
@@ -295,6 +316,8 @@ fn conclude(req: &HttpRequest, presented: &str, result: Result<Verified, VerifyE
     }
 }
 
+/// Only the display prefix of a presented key is logged, and only when
+/// well-formed.
 fn shown_prefix(presented: &str) -> &str {
     crate::keys::format::parse_parts(presented)
         .map(|p| p.display_prefix)
@@ -400,17 +423,16 @@ impl FromRequest for ApiKey {
                 return ApiKeyFuture::decided(Err(e));
             }
         };
-        if let Some(result) = verifier.verify_cached_lazy(presented, || crate::net::client_ip(req)) {
-            return ApiKeyFuture::decided(conclude(req, presented, result));
-        }
+        let lookup = match verifier.check(presented, || crate::net::client_ip(req)) {
+            Checked::Done(result) => return ApiKeyFuture::decided(conclude(req, || shown_prefix(presented), result)),
+            Checked::Lookup(lookup) => lookup,
+        };
+        // Parsed and hashed once: the lookup carries what `check` found.
         let req = req.clone();
+        let verifier = verifier.clone();
         ApiKeyFuture(Step::Waiting(Box::pin(async move {
-            let Some(verifier) = req.app_data::<web::Data<Verifier>>() else {
-                return Err(ApiError::Unavailable);
-            };
-            let presented = presented_key(&req)?;
-            let result = verifier.verify_from(presented, crate::net::client_ip(&req)).await;
-            conclude(&req, presented, result)
+            let result = verifier.look_up(&lookup, crate::net::client_ip(&req)).await;
+            conclude(&req, || lookup.display_prefix(), result)
         })))
     }
 }

@@ -10,18 +10,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-/// Every error answer of the API: a machine-readable code, and for
-/// `insufficient_scope` the scope that was missing.
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = Error)]
-pub struct ErrorJson {
-    /// `missing_key`, `invalid_token`, `insufficient_scope`, `not_found`,
-    /// `unavailable`, `invalid_cursor`, `invalid_query`, `invalid_scope`.
-    #[schema(example = "invalid_token")]
-    pub error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-}
+pub use super::guard::ErrorJson;
 
 /// `{"status": …}`: health and liveness answers.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -60,10 +49,10 @@ impl Modify for Security {
 #[openapi(
     info(title = "Keyward API", description = "API keys: who is calling, the caller's keys, forward auth."),
     paths(
-        super::whoami,
-        super::list_keys,
-        super::delete_key,
-        super::ping,
+        super::routes::whoami,
+        super::routes::list_keys,
+        super::routes::delete_key,
+        super::routes::ping,
         super::forward_auth::verify,
         crate::web::healthz,
     ),

@@ -192,9 +192,16 @@ fn ensure_parent_dir(path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Migrates, then builds the pool.
-pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Pool> {
+/// Migrates, then builds the pool: what the Keyward binary does when it
+/// starts (the server and every command).
+pub fn migrate_and_connect(url: &DatabaseUrl) -> anyhow::Result<Pool> {
     run_migrations(url)?;
+    connect(url)
+}
+
+/// Builds the pool, leaving the schema alone: for a service that embeds the
+/// guard beside a Keyward that owns (and migrates) the database.
+pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Pool> {
     let size = match url {
         DatabaseUrl::Sqlite(_) => 8,
         DatabaseUrl::Postgres(_) => 16,

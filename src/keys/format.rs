@@ -1,4 +1,4 @@
-//! The API key format: `{prefix}_{id}_{secret}{check}` (SPEC §2).
+//! The API key format: `{prefix}_{id}_{secret}{check}` (docs/keys.md).
 //!
 //! Everything here is pure and allocation-light: parsing and checksum
 //! verification happen before any database access, so garbage and typos are
@@ -8,6 +8,7 @@ use std::fmt;
 
 use rand::rngs::OsRng;
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 /// Base62 digits in digit order: `0-9`, `A-Z`, `a-z`.
@@ -49,19 +50,13 @@ impl fmt::Display for KeyTag {
 }
 
 /// The full key as given to the user once. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKeySecret(String);
+#[derive(Clone, Debug)]
+pub struct ApiKeySecret(SecretString);
 
 impl ApiKeySecret {
     /// The whole key; only for showing it once to its owner.
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKeySecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKeySecret([REDACTED])")
+        self.0.expose_secret()
     }
 }
 
@@ -189,7 +184,7 @@ pub fn generate(tag: &KeyTag) -> GeneratedKey {
         digest: KeyDigest::of(&key),
         display_prefix: format!("{tag}_{id}"),
         id,
-        key: ApiKeySecret(key),
+        key: ApiKeySecret(key.into()),
     }
 }
 
@@ -319,7 +314,7 @@ mod tests {
     fn generated_keys_differ() {
         let a = generate(&tag());
         let b = generate(&tag());
-        assert_ne!(a.key, b.key);
+        assert_ne!(a.key.expose(), b.key.expose());
         assert_ne!(a.id, b.id);
     }
 

@@ -177,6 +177,8 @@ thread_local! {
 pub struct LastUsed {
     owner: u64,
     shards: Mutex<Vec<Arc<Shard>>>,
+    /// Keys written by flushes so far (`/metrics`; tests wait on it).
+    written: AtomicU64,
 }
 
 impl Default for LastUsed {
@@ -184,6 +186,7 @@ impl Default for LastUsed {
         Self {
             owner: NEXT_OWNER.fetch_add(1, Relaxed),
             shards: Mutex::new(Vec::new()),
+            written: AtomicU64::new(0),
         }
     }
 }
@@ -285,6 +288,12 @@ impl LastUsed {
         }
     }
 
+    /// Keys written by flushes since start-up (a key flushed twice counts
+    /// twice).
+    pub fn written_count(&self) -> u64 {
+        self.written.load(Relaxed)
+    }
+
     /// Empties every shard into one batch. The shards give their tables
     /// away: what a flush leaves behind is empty, not a table sized for the
     /// busiest interval since start-up.
@@ -347,7 +356,10 @@ impl LastUsed {
         })
         .await;
         match result {
-            Ok(()) => Ok(n),
+            Ok(()) => {
+                self.written.fetch_add(n as u64, Relaxed);
+                Ok(n)
+            }
             Err(e) => {
                 self.put_back(Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone()));
                 Err(e)

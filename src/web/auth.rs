@@ -281,15 +281,13 @@ async fn logout(
     csrf::verify(&session, &form)?;
     if let Some(identity) = identity {
         let mut user = None;
+        if let Some(me) = super::session::current(&req, &state).await? {
+            activity::record(&state.pool, me.user.id, Event::Logout, &super::origin(&req), "").await;
+            user = Some(me.user.username);
+        }
+        // The record ends whether or not it was still alive.
         if let Ok(id) = identity.id() {
-            let token = accounts::SessionToken::from_cookie(id);
-            let max_age =
-                chrono::Duration::from_std(state.settings.session_max()).unwrap_or(chrono::Duration::hours(12));
-            if let Some(u) = accounts::session_user(&state.pool, token.clone(), max_age).await? {
-                activity::record(&state.pool, u.id, Event::Logout, &super::origin(&req), "").await;
-                user = Some(u.username);
-            }
-            accounts::end_session(&state.pool, token).await?;
+            accounts::end_session(&state.pool, accounts::SessionToken::from_cookie(id)).await?;
         }
         // Not `identity.logout()`: it purges the cookie session, and the
         // flash below with it. Clearing the session forgets the identity all

@@ -1,13 +1,12 @@
 //! Errors of the HTML pages, each shown as a page in the site layout with no
 //! internals. Unexpected errors are logged in full and shown as an opaque 500.
 
-use actix_identity::Identity;
 use actix_session::SessionExt;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 
 use super::Page;
@@ -207,11 +206,10 @@ pub async fn with_user(
 /// The logged-in user of this request, if any; `None` when the session
 /// has ended or the database cannot say.
 async fn current_user(req: &HttpRequest) -> Option<crate::accounts::User> {
-    let id = Identity::extract(req).await.ok()?.id().ok()?;
     let state = req.app_data::<web::Data<AppState>>()?;
-    let max_age = chrono::Duration::from_std(state.settings.session_max()).unwrap_or(chrono::Duration::hours(12));
-    crate::accounts::session_user(&state.pool, crate::accounts::SessionToken::from_cookie(id), max_age)
+    super::session::current(req, state)
         .await
         .ok()
         .flatten()
+        .map(|me| me.user)
 }

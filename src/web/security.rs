@@ -544,9 +544,8 @@ struct SessionsPage {
 }
 
 async fn sessions(session: Session, state: web::Data<AppState>, me: CurrentUser) -> Result<HttpResponse, WebError> {
-    let max_age = Duration::from_std(state.settings.session_max()).unwrap_or(Duration::hours(12));
     let now = crate::time::now();
-    let rows = security::sessions(&state.pool, me.user.id, max_age)
+    let rows = security::sessions(&state.pool, me.user.id, state.settings.session_lifetime())
         .await?
         .into_iter()
         .map(|s| SessionRow {

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_identity::Identity;
+use actix_session::SessionExt as _;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use chrono::Duration;
@@ -50,30 +51,60 @@ impl FromRequest for CurrentUser {
         let req = req.clone();
         Box::pin(async move {
             let next = here(&req);
-            let Ok(identity) = Identity::extract(&req).await else {
-                return Err(WebError::LoginRequired(next));
-            };
-            let Ok(id) = identity.id() else {
-                identity.logout();
-                return Err(WebError::LoginRequired(next));
-            };
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .ok_or_else(|| anyhow::anyhow!("AppState missing"))?
                 .clone();
-            let token = SessionToken::from_cookie(id);
-            let max_age = Duration::from_std(state.settings.session_max()).unwrap_or(Duration::hours(12));
-            match accounts::session(&state.pool, token.clone(), max_age).await? {
-                Some((user, session)) => Ok(CurrentUser { user, token, session }),
+            match current(&req, &state).await? {
+                Some(me) => Ok(me),
                 None => {
-                    // Ended on the server (logout elsewhere, password change):
-                    // drop the stale identity from this browser too.
-                    identity.logout();
+                    // No session, or one ended on the server (logout
+                    // elsewhere, password change): drop any stale identity
+                    // from this browser too.
+                    if let Ok(identity) = Identity::extract(&req).await {
+                        identity.logout();
+                    }
                     Err(WebError::LoginRequired(next))
                 }
             }
         })
     }
+}
+
+/// The one path from a browser to its user: the identity in the cookie
+/// names a session token, and the server-side session record (alive, not
+/// idle, not past `KEYWARD_SESSION_MAX_HOURS`) names the user. `Ok(None)`
+/// when there is no identity or the session has ended.
+pub async fn current(req: &HttpRequest, state: &AppState) -> anyhow::Result<Option<CurrentUser>> {
+    let Some(id) = Identity::extract(req).await.ok().and_then(|i| i.id().ok()) else {
+        return Ok(None);
+    };
+    if !still_active(req, state) {
+        return Ok(None);
+    }
+    let token = SessionToken::from_cookie(id);
+    let found = accounts::session(&state.pool, token.clone(), state.settings.session_lifetime()).await?;
+    Ok(found.map(|(user, session)| CurrentUser { user, token, session }))
+}
+
+/// The cookie session's last visit, in milliseconds of the instance clock.
+const LAST_VISIT: &str = "seen";
+
+/// False when the browser's last visit is older than the idle timeout
+/// (`KEYWARD_SESSION_IDLE_MINUTES`); otherwise this visit becomes the last.
+/// Timed by the instance clock, so tests move it rather than wait.
+fn still_active(req: &HttpRequest, state: &AppState) -> bool {
+    let session = req.get_session();
+    let now = state.clock.now().and_utc().timestamp_millis();
+    let idle = i64::try_from(state.settings.session_idle().as_millis()).unwrap_or(i64::MAX);
+    if let Ok(Some(seen)) = session.get::<i64>(LAST_VISIT) {
+        if now.saturating_sub(seen) > idle {
+            return false;
+        }
+    }
+    // A failed write only means the next visit is judged by an older one.
+    let _ = session.insert(LAST_VISIT, now);
+    true
 }
 
 /// Starts a fresh session for `user`: a new server-side record and a renewed
@@ -89,6 +120,9 @@ pub async fn log_in(req: &HttpRequest, state: &AppState, user: &User) -> Result<
         for stale in super::security::SESSION_SCRATCH {
             session.remove(stale);
         }
+    }
+    if let Ok(session) = actix_session::Session::extract(req).await {
+        let _ = session.insert(LAST_VISIT, state.clock.now().and_utc().timestamp_millis());
     }
     let origin = super::origin(req);
     let token = accounts::start_session(&state.pool, user.id, origin.address, origin.user_agent).await?;

@@ -212,7 +212,7 @@ async fn deleting_a_key_never_needs_a_fresh_password() {
 async fn an_email_change_happens_through_the_link_and_the_old_address_is_told() {
     let Some(smtp) = SmtpServer::start() else { return };
     let url = format!("smtp://127.0.0.1:{}", smtp.port);
-    let app = spawn_app_with(|s| s.smtp_url = Some(url.parse().unwrap())).await;
+    let app = spawn_app_with(|s| s.smtp_url = Some(url.to_string().into())).await;
     app.signed_up("alice").await;
 
     let res = app

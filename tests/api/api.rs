@@ -1,4 +1,4 @@
-//! SPEC §4: the API guard and the JSON API, over real HTTP.
+//! docs/http.md, "The JSON API": the API guard and the JSON API, over real HTTP.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! SPEC §6 "bad input": a clear 4xx, never a 500 or a crash, and nothing changes.
+//! docs/http.md, "Bad input": a clear 4xx, never a 500 or a crash, and nothing changes.
 
 use crate::helpers::*;
 use keyward::keys::format::{self, KeyTag};

@@ -35,7 +35,12 @@ async fn with_registration_closed_only_the_cli_creates_users() {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.user_count(), 0);
 
-    let url = app.state.settings.database_url.as_ref().map(|u| u.0.clone());
+    let url = app
+        .state
+        .settings
+        .database_url
+        .as_ref()
+        .map(|u| keyward::config::ExposeSecret::expose_secret(u).to_owned());
     let out = keyward(
         app.dir.path(),
         url.as_deref(),

@@ -9,6 +9,8 @@ use diesel::prelude::*;
 use keyward::db::schema::api_keys;
 use reqwest::{Client, StatusCode};
 
+const METRICS_TOKEN: &str = "instances-test-metrics";
+
 /// A real `keyward serve` process on the shared database.
 struct Instance(Binary);
 
@@ -26,6 +28,7 @@ impl Instance {
             Binary::start_fresh(&[
                 ("DATABASE_URL", database_url),
                 ("KEYWARD_LAST_USED_FLUSH_SECONDS", &flush),
+                ("KEYWARD_METRICS_TOKEN", METRICS_TOKEN),
                 ("RUST_LOG", "warn"),
             ])
             .await,
@@ -43,6 +46,32 @@ impl Instance {
             .await
             .unwrap();
         new_key_in(&html).expect("key shown")
+    }
+
+    /// Keys this instance's flushes have written so far (`/metrics`).
+    async fn written(&self) -> u64 {
+        let text = Client::new()
+            .get(self.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("keyward_last_used_written_total "))
+            .and_then(|n| n.parse().ok())
+            .expect("the written counter in /metrics")
+    }
+
+    /// Waits until this instance has flushed more keys than `before`.
+    async fn flushed_since(&self, before: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.written().await <= before {
+            assert!(Instant::now() < deadline, "no flush within 30 s");
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     async fn whoami(&self, key: &str) -> StatusCode {
@@ -121,11 +150,14 @@ async fn two_instances_share_keys_revocations_and_last_used_times() {
 
     // Last used: B sees a use first, A a later one. A flushes first, B flushes
     // its older time afterwards; the database must keep the later one.
+    let (a_written, b_written) = (a.written().await, b.written().await);
     assert_eq!(b.whoami(&admin).await, StatusCode::OK);
-    actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     let before_a = keyward::time::now();
     assert_eq!(a.whoami(&admin).await, StatusCode::OK);
-    actix_web::rt::time::sleep(Duration::from_millis(4500)).await;
+    // A flushes every second, B every three: A writes first, then B its
+    // older time. Wait for both writes, not for a fixed time.
+    a.flushed_since(a_written).await;
+    b.flushed_since(b_written).await;
     let mut conn = diesel::PgConnection::establish(&url).unwrap();
     let last_used: Option<chrono::NaiveDateTime> = api_keys::table
         .find(id_of(&admin))
@@ -306,7 +338,7 @@ async fn a_reminder_goes_out_once_through_real_smtp_with_two_instances() {
     let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
     let settings = |s: &mut keyward::config::Settings| {
         s.database_url = Some(url.clone().into());
-        s.smtp_url = Some(smtp_url.parse().unwrap());
+        s.smtp_url = Some(smtp_url.to_string().into());
         s.reminder_seconds = 3600;
     };
     let a = spawn_app_with(settings).await;

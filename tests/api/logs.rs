@@ -1,5 +1,6 @@
-//! SPEC §2 and §6: secrets never reach a log. The real binary runs with
-//! RUST_LOG=debug while a user goes through every step that handles one.
+//! docs/architecture.md, "Logs": secrets never reach a log. The real
+//! binary runs with RUST_LOG=debug while a user goes through every step
+//! that handles one.
 
 use crate::helpers::*;
 use reqwest::{Client, StatusCode};

@@ -66,7 +66,7 @@ async fn a_signed_github_report_revokes_live_keys_and_labels_each_token() {
     let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
     let app = spawn_app_with(|s| {
         s.github_scanning_keys = Some(file.clone());
-        s.smtp_url = Some(smtp_url.parse().unwrap());
+        s.smtp_url = Some(smtp_url.to_string().into());
     })
     .await;
     app.signed_up("alice").await;

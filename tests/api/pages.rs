@@ -1,4 +1,4 @@
-//! SPEC §3 and the page-related parts of §6: the HTML portal over real HTTP.
+//! docs/http.md, "Pages" and "Security headers": the HTML portal over real HTTP.
 
 use crate::helpers::*;
 use reqwest::cookie::CookieStore as _;

@@ -78,7 +78,7 @@ async fn a_forgotten_password_is_reset_through_the_mailed_link() {
 async fn the_reset_mail_goes_through_a_real_smtp_server() {
     let Some(smtp) = SmtpServer::start() else { return };
     let url = format!("smtp://127.0.0.1:{}", smtp.port);
-    let app = spawn_app_with(|s| s.smtp_url = Some(url.parse().unwrap())).await;
+    let app = spawn_app_with(|s| s.smtp_url = Some(url.to_string().into())).await;
     app.signed_up("alice").await;
 
     let res = forgot(&app, &browser(), "alice@example.com").await;
@@ -108,7 +108,7 @@ async fn an_unknown_email_gets_the_same_answer_and_no_mail() {
     let (known, unknown) = (known.text().await.unwrap(), unknown.text().await.unwrap());
     assert_eq!(known, unknown);
     let mails = wait_for_messages(&outbox(&app), 1).await;
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    app.state.mailer.idle().await;
     assert_eq!(
         messages_in(&outbox(&app)).len(),
         1,
@@ -408,7 +408,7 @@ async fn repeated_failed_logins_are_slowed_down_and_then_let_through() {
     assert!(retry >= 1);
     assert!(throttled.text().await.unwrap().contains("Too many failed attempts"));
 
-    actix_web::rt::time::sleep(Duration::from_millis(2100)).await;
+    app.state.clock.advance(Duration::from_millis(2100));
     assert_eq!(
         app.login_with(&browser(), "alice", PASSWORD).await.status(),
         StatusCode::SEE_OTHER,
@@ -426,8 +426,7 @@ async fn reset_requests_for_one_account_are_rate_limited() {
             StatusCode::OK
         );
     }
-    wait_for_messages(&outbox(&app), 3).await;
-    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    app.state.mailer.idle().await;
     assert_eq!(
         messages_in(&outbox(&app)).len(),
         3,
@@ -437,10 +436,16 @@ async fn reset_requests_for_one_account_are_rate_limited() {
 
 #[actix_web::test]
 async fn an_idle_session_ends() {
-    let app = spawn_app_with(|s| s.session_idle_minutes = 0.02).await;
+    let app = spawn_app_with(|s| s.session_idle_minutes = 1.0).await;
     app.signed_up("alice").await;
     assert_eq!(app.get("/keys").await.status(), StatusCode::OK);
-    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+    app.state.clock.advance(Duration::from_secs(50));
+    assert_eq!(
+        app.get("/keys").await.status(),
+        StatusCode::OK,
+        "a visit within the timeout"
+    );
+    app.state.clock.advance(Duration::from_secs(61));
     assert_eq!(app.get("/keys").await.status(), StatusCode::SEE_OTHER);
 }
 

@@ -1,6 +1,7 @@
-//! SPEC §6: no accepted use is lost on a clean shutdown. Last-used times
-//! wait in memory for the next flush; stopping the server writes them.
-//! The flush interval is an hour here, so only the shutdown can write them.
+//! docs/architecture.md, "Last-used batching": no accepted use is lost on a
+//! clean shutdown. Last-used times wait in memory for the next flush;
+//! stopping the server writes them. The flush interval is an hour here, so
+//! only the shutdown can write them.
 
 use std::process::Command;
 use std::time::Duration;
@@ -81,7 +82,7 @@ fn insert_key(pool: &Pool) -> (String, String) {
 async fn sigterm_writes_the_pending_last_used_times_before_the_binary_exits() {
     let dir = tempfile::tempdir().unwrap();
     let mut binary = Binary::start(dir.path(), &[("KEYWARD_LAST_USED_FLUSH_SECONDS", "3600")]).await;
-    let pool = db::connect(&DatabaseUrl::Sqlite(
+    let pool = db::migrate_and_connect(&DatabaseUrl::Sqlite(
         dir.path().join("keyward.db").to_string_lossy().into_owned(),
     ))
     .unwrap();
