@@ -60,6 +60,11 @@ pub fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes an existing file owner-only (0600).
+pub fn make_private(path: &Path) -> anyhow::Result<()> {
+    set_mode(path, 0o600)
+}
+
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     #[cfg(unix)]
     {

@@ -122,8 +122,9 @@ fn open_pool(settings: &keyward::config::Settings) -> anyhow::Result<keyward::db
     keyward::db::migrate_and_connect(&settings.database())
 }
 
-/// A verifier for the CLI's own changes. A running instance on PostgreSQL
-/// hears of them through NOTIFY; on SQLite within its cache lifetime.
+/// A verifier for the CLI's own changes. Running instances hear of them
+/// through the change feed within a second (and on PostgreSQL at once,
+/// through NOTIFY).
 fn cli_verifier(pool: &keyward::db::Pool) -> keyward::keys::Verifier {
     keyward::keys::Verifier::new(pool.clone(), std::sync::Arc::new(keyward::keys::LastUsed::default()))
 }

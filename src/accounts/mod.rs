@@ -69,15 +69,18 @@ pub async fn register(
     result
 }
 
-/// Checks a username and password. Unknown users cost the same Argon2 work
-/// as known ones, and the caller cannot tell the two apart. A correct
-/// password stored under weaker parameters is re-hashed.
-pub async fn authenticate(pool: &Pool, username: &str, password: String) -> anyhow::Result<Option<User>> {
-    let name = username.trim().to_ascii_lowercase();
-    let user = if name.is_empty() || name.len() > 64 {
-        None
-    } else {
-        db::run(pool, move |conn| Ok(users::find_by_username(conn, &name)?)).await?
+/// Checks a username and password. Unknown users (and names no account
+/// can have: `None`) cost the same Argon2 work as known ones, and the
+/// caller cannot tell them apart. A correct password stored under weaker
+/// parameters is re-hashed.
+pub async fn authenticate(
+    pool: &Pool,
+    username: Option<&domain::Username>,
+    password: String,
+) -> anyhow::Result<Option<User>> {
+    let user = match username {
+        Some(name) => find_user(pool, name).await?,
+        None => None,
     };
     let outcome = password::verify(user.as_ref().map(|u| u.password_hash.clone()), password.clone()).await?;
     match (outcome, user) {
@@ -94,12 +97,9 @@ pub async fn authenticate(pool: &Pool, username: &str, password: String) -> anyh
     }
 }
 
-/// The account with this username (as typed: trimmed, any case).
-pub async fn find_user(pool: &Pool, username: &str) -> anyhow::Result<Option<User>> {
-    let name = username.trim().to_ascii_lowercase();
-    if name.is_empty() || name.len() > 64 {
-        return Ok(None);
-    }
+/// The account with this username.
+pub async fn find_user(pool: &Pool, username: &domain::Username) -> anyhow::Result<Option<User>> {
+    let name = username.as_str().to_owned();
     db::run(pool, move |conn| Ok(users::find_by_username(conn, &name)?)).await
 }
 
@@ -170,10 +170,10 @@ pub(crate) fn set_password_ending_sessions(
 /// caller must answer the same whether or not one was issued.
 pub async fn request_password_reset(
     pool: &Pool,
-    email: String,
+    email: &domain::Email,
     lifetime: Duration,
 ) -> anyhow::Result<Vec<(User, reset::ResetToken)>> {
-    let email = email.trim().to_lowercase();
+    let email = email.as_str().to_owned();
     db::run(pool, move |conn| {
         let mut issued = Vec::new();
         for user in users::find_by_email(conn, &email)? {

@@ -48,13 +48,13 @@ fn unavailable(e: anyhow::Error) -> ApiError {
 }
 
 fn tell_owner(state: &AppState, r: &Revoked, how: &str) {
-    let body = format!(
-        "Hello {name},\n\nYour Keyward API key \"{key}\" ({prefix}) {how}, and was revoked at once: programs using it are refused from now on.\n\nCreate a new key at {base}/keys/new and move your programs to it.\n",
-        name = r.owner.username,
-        key = r.name,
-        prefix = r.prefix,
-        base = state.settings.base_url(),
-    );
+    let body = crate::mail::texts::render(&crate::mail::texts::KeyRevoked {
+        username: &r.owner.username,
+        name: &r.name,
+        prefix: &r.prefix,
+        how,
+        base: state.settings.base_url(),
+    });
     state.mailer.send_in_background(
         &r.owner.email,
         "Your Keyward API key was revoked",

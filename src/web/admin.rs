@@ -121,7 +121,8 @@ struct UserPage {
 }
 
 async fn find(state: &AppState, name: &str) -> Result<crate::accounts::User, WebError> {
-    crate::accounts::find_user(&state.pool, name)
+    let name = crate::accounts::domain::Username::parse(name).map_err(|_| WebError::NotFound)?;
+    crate::accounts::find_user(&state.pool, &name)
         .await?
         .ok_or(WebError::NotFound)
 }

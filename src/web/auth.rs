@@ -120,16 +120,11 @@ async fn register(
 /// registration page does not say an address is taken (that would tell
 /// anyone who has an account), so its owner hears of it here.
 fn send_address_reused_notice(state: &AppState, owner: &crate::accounts::User, new_username: &str) {
-    let body = format!(
-        "Hello {name},\n\n\
-         Someone just created another Keyward account, \"{new}\", with this email address.\n\n\
-         If that was you, there is nothing to do. If not, you can ignore this message: \
-         your own account \"{name}\" is unchanged. If you forgot your password, reset it at \
-         {base}/password/forgot\n",
-        name = owner.username,
-        new = new_username,
-        base = state.settings.base_url(),
-    );
+    let body = crate::mail::texts::render(&crate::mail::texts::AddressReused {
+        username: &owner.username,
+        new_username,
+        base: state.settings.base_url(),
+    });
     state.mailer.send_in_background(
         &owner.email,
         "A new Keyward account uses your email address",
@@ -212,16 +207,23 @@ async fn login(
         );
         return Ok(res);
     }
+    // As every account name is stored: trimmed and lower-cased (`None`:
+    // no account can have it).
+    let typed = Username::parse(username).ok();
     let user = if password.is_empty() || password.chars().count() > crate::accounts::domain::PASSWORD_MAX {
         None
     } else {
-        accounts::authenticate(&state.pool, username, password.to_owned()).await?
+        accounts::authenticate(&state.pool, typed.as_ref(), password.to_owned()).await?
     };
     let Some(user) = user else {
         // Already counted by `charge`.
         tracing::info!(target: "keyward::audit", event = "login_failed", user = ?username, addr = %client_addr(&req));
         // Shown to the account's owner, when there is one.
-        if let Ok(Some(owner)) = accounts::find_user(&state.pool, username).await {
+        let owner = match &typed {
+            Some(name) => accounts::find_user(&state.pool, name).await.ok().flatten(),
+            None => None,
+        };
+        if let Some(owner) = owner {
             activity::record(&state.pool, owner.id, Event::LoginFailed, &super::origin(&req), "").await;
         }
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
@@ -351,9 +353,13 @@ async fn change_password(
     }
     let current_ok = !form.get("current_password").is_empty()
         && form.get("current_password").chars().count() <= crate::accounts::domain::PASSWORD_MAX
-        && accounts::authenticate(&state.pool, &me.user.username, form.get("current_password").to_owned())
-            .await?
-            .is_some();
+        && accounts::authenticate(
+            &state.pool,
+            Username::parse(&me.user.username).ok().as_ref(),
+            form.get("current_password").to_owned(),
+        )
+        .await?
+        .is_some();
     if current_ok {
         state.reauth_throttle.succeed(&throttle_key);
     } else {

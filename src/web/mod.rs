@@ -1,5 +1,6 @@
-//! The server-rendered portal: pages, forms, CSRF, flash messages, error
-//! pages and the headers every response carries.
+//! The server-rendered portal: pages, forms, CSRF, flash messages and
+//! error pages (docs/http.md). The headers every response carries are
+//! `crate::headers`'.
 
 pub mod activity;
 pub mod admin;

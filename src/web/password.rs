@@ -1,6 +1,7 @@
 //! Forgotten passwords: request a link by email, then set a new password.
 
 use super::client_addr;
+use crate::mail::texts;
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -76,7 +77,7 @@ async fn forgot(
         let state = state.clone();
         let lifetime = Duration::minutes(state.settings.reset_token_minutes as i64);
         actix_web::rt::spawn(async move {
-            match accounts::request_password_reset(&state.pool, email.as_str().to_owned(), lifetime).await {
+            match accounts::request_password_reset(&state.pool, &email, lifetime).await {
                 Ok(issued) if issued.is_empty() => {
                     tracing::info!(target: "keyward::audit", event = "reset_requested_unknown", addr = %address)
                 }
@@ -104,14 +105,11 @@ async fn forgot(
 fn send_reset_mail(state: &AppState, user: &User, token: &ResetToken) {
     // Built from the configured base URL only, never from request headers.
     let link = format!("{}/password/reset?token={}", state.settings.base_url(), token.expose());
-    let body = format!(
-        "Hello {name},\n\n\
-         Someone (hopefully you) asked to reset the password of your Keyward account \"{name}\".\n\n\
-         Open this link within {mins} minutes to choose a new password:\n\n{link}\n\n\
-         The link works once. If you did not ask for this, ignore this email: your password stays as it is.\n",
-        name = user.username,
-        mins = state.settings.reset_token_minutes,
-    );
+    let body = texts::render(&texts::Reset {
+        username: &user.username,
+        minutes: state.settings.reset_token_minutes,
+        link: &link,
+    });
     state.mailer.send_in_background(
         &user.email,
         "Reset your Keyward password",
@@ -122,14 +120,10 @@ fn send_reset_mail(state: &AppState, user: &User, token: &ResetToken) {
 
 /// Tells the user their password changed, in case it was not them.
 pub fn send_changed_notice(state: &AppState, user: &User) {
-    let body = format!(
-        "Hello {name},\n\n\
-         The password of your Keyward account \"{name}\" was just changed, and every other \
-         session was logged out. Your API keys keep working.\n\n\
-         If this was not you, reset your password at once: {base}/password/forgot\n",
-        name = user.username,
-        base = state.settings.base_url(),
-    );
+    let body = texts::render(&texts::PasswordChanged {
+        username: &user.username,
+        base: state.settings.base_url(),
+    });
     state.mailer.send_in_background(
         &user.email,
         "Your Keyward password was changed",

@@ -2,6 +2,7 @@
 //! enrolment and the second login step, `/confirm` (recent
 //! authentication), email change, sessions, account deletion.
 
+use crate::mail::texts;
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,7 +13,7 @@ use super::auth::AccountPage;
 use super::keys::When;
 use super::session::safe_next;
 use super::{client_addr, csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields, Page, WebError};
-use crate::accounts::domain::{Email, PASSWORD_MAX};
+use crate::accounts::domain::{Email, Username, PASSWORD_MAX};
 use crate::accounts::throttle::Attempt;
 use crate::accounts::{self, security, totp, User};
 use crate::activity::{self, Event};
@@ -182,9 +183,13 @@ async fn password_ok(state: &AppState, req: &HttpRequest, user: &User, password:
     }
     let ok = !password.is_empty()
         && password.chars().count() <= PASSWORD_MAX
-        && accounts::authenticate(&state.pool, &user.username, password.to_owned())
-            .await?
-            .is_some();
+        && accounts::authenticate(
+            &state.pool,
+            Username::parse(&user.username).ok().as_ref(),
+            password.to_owned(),
+        )
+        .await?
+        .is_some();
     if ok {
         state.reauth_throttle.succeed(&key);
     } else {
@@ -435,11 +440,12 @@ async fn disable_two_factor(
 }
 
 fn notice(state: &AppState, user: &User, what: &str, more: &str) {
-    let body = format!(
-        "Hello {name},\n\n{what} on your Keyward account \"{name}\".\n\n{more}\n\n{base}/account\n",
-        name = user.username,
-        base = state.settings.base_url(),
-    );
+    let body = texts::render(&texts::AccountNotice {
+        username: &user.username,
+        what,
+        more,
+        base: state.settings.base_url(),
+    });
     state
         .mailer
         .send_in_background(&user.email, &format!("{what} (Keyward)"), body, MailKind::AccountNotice);
@@ -471,11 +477,11 @@ async fn change_email(
     let lifetime = Duration::minutes(state.settings.reset_token_minutes as i64);
     let token = security::request_email_change(&state.pool, me.user.id, email.as_str().to_owned(), lifetime).await?;
     let link = format!("{}/account/email/confirm?token={token}", state.settings.base_url());
-    let body = format!(
-        "Hello {name},\n\nTo make this the email address of your Keyward account \"{name}\", open this link within {mins} minutes, logged in as {name}:\n\n{link}\n\nIf you did not ask for this, ignore this email: nothing changes.\n",
-        name = me.user.username,
-        mins = state.settings.reset_token_minutes,
-    );
+    let body = texts::render(&texts::EmailConfirm {
+        username: &me.user.username,
+        minutes: state.settings.reset_token_minutes,
+        link: &link,
+    });
     state.mailer.send_in_background(
         email.as_str(),
         "Confirm your new Keyward email address",
@@ -512,11 +518,12 @@ async fn confirm_email(
     };
     tracing::info!(target: "keyward::audit", event = "email_changed", user = %me.user.username, addr = %client_addr(&req));
     activity::record(&state.pool, me.user.id, Event::EmailChanged, &super::origin(&req), "").await;
-    let body = format!(
-        "Hello {name},\n\nThe email address of your Keyward account \"{name}\" was changed from {old} to {new}.\n\nIf this was not you, reset your password at once: {base}/password/forgot (the link goes to the new address, so contact your administrator too).\n",
-        name = me.user.username,
-        base = state.settings.base_url(),
-    );
+    let body = texts::render(&texts::EmailChanged {
+        username: &me.user.username,
+        old: &old,
+        new: &new,
+        base: state.settings.base_url(),
+    });
     state.mailer.send_in_background(
         &old,
         "Your Keyward email address was changed",
@@ -631,12 +638,10 @@ async fn delete_account(
         state.verifier.forget_deleted(id);
     }
     tracing::info!(target: "keyward::audit", event = "account_deleted", user = %me.user.username, keys = ids.len(), addr = %client_addr(&req));
-    let body = format!(
-        "Hello {name},\n\nYour Keyward account \"{name}\" was deleted, with its {n} API key{s}: they no longer work.\n\nGoodbye, and thank you.\n",
-        name = me.user.username,
-        n = ids.len(),
-        s = if ids.len() == 1 { "" } else { "s" },
-    );
+    let body = texts::render(&texts::AccountDeleted {
+        username: &me.user.username,
+        keys: ids.len(),
+    });
     state.mailer.send_in_background(
         &me.user.email,
         "Your Keyward account was deleted",

@@ -5,6 +5,8 @@
 //! slow SMTP server must not hold its threads.) Message bodies
 //! (which hold reset links) are never logged.
 
+pub mod texts;
+
 use secrecy::ExposeSecret as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -18,13 +20,15 @@ use lettre::message::Body;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{Message, SmtpTransport, Transport as _};
+use lettre::{FileTransport, Message, SmtpTransport, Transport as _};
 
 use crate::config::Settings;
 
 enum Transport {
     Smtp(Box<SmtpTransport>),
-    Outbox(PathBuf),
+    /// lettre's file transport into this directory: one `{uuid}.eml` per
+    /// mail, made owner-only once written (the directory already is).
+    Outbox(FileTransport, PathBuf),
 }
 
 pub struct Mailer {
@@ -69,7 +73,10 @@ impl Mailer {
             Some(url) if !url.expose_secret().trim().is_empty() => {
                 Transport::Smtp(Box::new(smtp_transport(url.expose_secret().trim())?))
             }
-            _ => Transport::Outbox(settings.data_dir.join("outbox")),
+            _ => {
+                let dir = settings.data_dir.join("outbox");
+                Transport::Outbox(FileTransport::new(&dir), dir)
+            }
         };
         Ok(Self {
             from,
@@ -83,7 +90,7 @@ impl Mailer {
     pub fn describe(&self) -> &'static str {
         match self.transport {
             Transport::Smtp(_) => "smtp",
-            Transport::Outbox(_) => "outbox",
+            Transport::Outbox(..) => "outbox",
         }
     }
 
@@ -180,16 +187,12 @@ impl Mailer {
                 t.send(message).context("SMTP send failed")?;
                 Ok("smtp".into())
             }
-            Transport::Outbox(dir) => {
+            Transport::Outbox(files, dir) => {
                 // Messages hold live reset links: owner-only, whatever the umask.
                 crate::files::private_dir(dir)?;
-                let name = format!(
-                    "{}-{}.eml",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
-                    crate::keys::format::random_base62(8)
-                );
-                let path = dir.join(name);
-                crate::files::write_private(&path, &message.formatted())?;
+                let id = files.send(message).context("cannot write to the outbox")?;
+                let path = dir.join(format!("{id}.eml"));
+                crate::files::make_private(&path)?;
                 Ok(path.display().to_string())
             }
         }
