@@ -49,7 +49,10 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve => {
             let bind = settings.bind.clone();
             let app = Application::build(settings).await?;
-            tracing::info!("Keyward listening on http://{bind} (port {})", app.port());
+            // On stdout whatever the log level: with KEYWARD_BIND=…:0 this
+            // is how a supervisor (or a test) learns the port.
+            let host = bind.rsplit_once(':').map_or(bind.as_str(), |(host, _)| host);
+            println!("Keyward listening on http://{host}:{}", app.port());
             app.run_until_stopped().await
         }
         Command::Migrate => {

@@ -34,6 +34,14 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind(&settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// `build`, serving on a listener the caller bound (tests bind port 0
+    /// and know the port before the app starts, with no race for it).
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let scopes = settings.all_scopes();
         if let Some(bad) = scopes
             .iter()
@@ -53,8 +61,6 @@ impl Application {
             .await
             .context("blocking task failed")??;
         let key = session_key(&settings, &pool).await?;
-        let listener =
-            TcpListener::bind(&settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
 
         let last_used = Arc::new(LastUsed::default());

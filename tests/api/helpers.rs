@@ -367,11 +367,6 @@ impl Binary {
         umask: Option<&str>,
     ) -> Self {
         use std::process::{Command, Stdio};
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let log = dir.join("keyward.log");
         let out = std::fs::File::create(&log).unwrap();
         let mut command = match umask {
@@ -390,7 +385,8 @@ impl Binary {
             .current_dir(dir)
             .env_remove("DATABASE_URL")
             .env_remove("KEYWARD_SMTP_URL")
-            .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
+            // Port 0: the binary says which port it got (no race for one).
+            .env("KEYWARD_BIND", "127.0.0.1:0")
             .env("KEYWARD_DATA_DIR", dir)
             .env("KEYWARD_WORKERS", "1")
             .env("RUST_LOG", "info");
@@ -403,12 +399,13 @@ impl Binary {
             .stderr(Stdio::from(out))
             .spawn()
             .expect("the keyward binary starts");
-        let binary = Self {
+        let mut binary = Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: String::new(),
             log,
             _dir: owned,
         };
+        binary.base = binary.announced_address().await;
         for _ in 0..200 {
             if let Ok(res) = Client::new().get(binary.url("/healthz")).send().await {
                 if res.status() == StatusCode::OK {
@@ -434,6 +431,32 @@ impl Binary {
     /// Everything it wrote to stdout and stderr so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The address the binary prints once it listens (`Keyward listening
+    /// on http://…`). Panics with its logs if it exits first or says
+    /// nothing within 30 s.
+    async fn announced_address(&mut self) -> String {
+        const LINE: &str = "Keyward listening on ";
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(at) = self
+                .logs()
+                .lines()
+                .find_map(|l| l.split_once(LINE).map(|(_, a)| a.trim().to_owned()))
+            {
+                return at;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("keyward exited ({status}) before listening; logs:\n{}", self.logs());
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "keyward did not say where it listens; logs:\n{}",
+                self.logs()
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn page(&self, client: &Client, path: &str) -> String {

@@ -25,18 +25,15 @@ impl TestApp {
             }
         });
         let dir = tempfile::tempdir().expect("temp dir");
-        // The base URL must name the port before the app binds it, so take a
-        // free one first rather than port 0.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        // The base URL must name the port before the app starts: bind port
+        // 0 here and hand the listener over.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("its address").port();
         let mut settings = Settings::with_data_dir(dir.path());
-        settings.bind = format!("127.0.0.1:{port}");
         settings.base_url = format!("http://127.0.0.1:{port}");
         settings.workers = Some(1);
         settings.last_used_flush_seconds = 1;
-        let app = Application::build(settings).await.expect("app builds");
+        let app = Application::build_on(settings, listener).await.expect("app builds");
         actix_web::rt::spawn(app.run_until_stopped());
         Self {
             address: format!("http://127.0.0.1:{port}"),
