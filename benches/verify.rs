@@ -54,22 +54,7 @@ fn database_with_keys(n: usize) -> (Pool, Vec<String>, tempfile::TempDir) {
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         for i in 0..n {
             let g = format::generate(&tag);
-            let name = format!("key {i}");
-            store::insert(
-                conn,
-                &store::NewKey {
-                    id: &g.id,
-                    user_id,
-                    name: &name,
-                    prefix: &g.display_prefix,
-                    digest: g.digest.as_bytes(),
-                    scopes: "read write",
-                    created_at: now,
-                    expires_at: None,
-                    allowed_ips: "",
-                    rate_limit_per_minute: None,
-                },
-            )?;
+            store::insert_generated(conn, &g, user_id, &format!("key {i}"), "read write", None)?;
             keys.push(g.key.expose().to_owned());
         }
         Ok(())

@@ -5,7 +5,8 @@
 //! striped per thread: two workers incrementing one shared counter would
 //! bounce its cache line between cores on every call. A scrape sums the
 //! stripes. No metrics crate: the format is a few lines of text, and the
-//! hot path must stay a handful of uncontended atomic adds.
+//! hot path must stay a handful of uncontended atomic adds. Hand-written on
+//! purpose, and measured: BENCHMARKS.md, "Instructions per request".
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};

@@ -41,7 +41,6 @@ fn main() -> anyhow::Result<()> {
         .select(users::id)
         .first(&mut *conn)
         .with_context(|| format!("no user {username:?}"))?;
-    let now = keyward::time::now();
     let mut out = BufWriter::new(std::fs::File::create(keys_out)?);
     let mut written = 0;
     while written < count {
@@ -49,22 +48,7 @@ fn main() -> anyhow::Result<()> {
         conn.transaction::<_, anyhow::Error, _>(|conn| {
             for i in written..written + n {
                 let g = format::generate(&tag);
-                let name = format!("load {i}");
-                store::insert(
-                    conn,
-                    &store::NewKey {
-                        id: &g.id,
-                        user_id,
-                        name: &name,
-                        prefix: &g.display_prefix,
-                        digest: g.digest.as_bytes(),
-                        scopes: "read",
-                        created_at: now,
-                        expires_at: None,
-                        allowed_ips: "",
-                        rate_limit_per_minute: None,
-                    },
-                )?;
+                store::insert_generated(conn, &g, user_id, &format!("load {i}"), "read", None)?;
                 if i < print {
                     writeln!(out, "{}", g.key.expose())?;
                 }

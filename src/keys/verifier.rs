@@ -668,19 +668,7 @@ mod tests {
     }
 
     fn store_key(pool: &Pool, user_id: i64, g: &GeneratedKey, expires_at: Option<NaiveDateTime>) {
-        let new = store::NewKey {
-            id: &g.id,
-            user_id,
-            name: &g.id,
-            prefix: &g.display_prefix,
-            digest: g.digest.as_bytes(),
-            scopes: "read",
-            created_at: crate::time::now(),
-            expires_at,
-            allowed_ips: "",
-            rate_limit_per_minute: None,
-        };
-        store::insert(&mut pool.get().unwrap(), &new).unwrap();
+        store::insert_generated(&mut pool.get().unwrap(), g, user_id, &g.id, "read", expires_at).unwrap();
     }
 
     fn kw() -> KeyTag {

@@ -1,5 +1,6 @@
 //! Test harness: the real app on port 0 with its own temporary database, and
 //! a cookie-keeping client with redirects off, one method per endpoint.
+//! The browser suite (tests/browser) starts its app through this too.
 
 #![allow(dead_code)]
 
@@ -51,11 +52,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
                 .into(),
         );
     }
+    // Port 0, bound here: the base URL (the links in mails) names the
+    // app's own port before it starts, with no race for the port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("its address").port();
+    settings.base_url = format!("http://127.0.0.1:{port}");
     settings.workers = Some(1);
     settings.last_used_flush_seconds = 1;
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("app builds");
-    let port = app.port();
+    let app = Application::build_on(settings, listener).await.expect("app builds");
     let state = app.state();
     let handle = app.handle();
     let running = actix_web::rt::spawn(app.run_until_stopped());

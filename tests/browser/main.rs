@@ -14,7 +14,14 @@
 
 mod app;
 mod browser;
+// One harness for both suites: the browser's app is the API suite's.
+#[path = "../api/helpers.rs"]
+mod helpers;
 mod journey;
 mod keyboard;
+#[path = "../api/mailbox.rs"]
+mod mailbox;
+#[path = "../api/pg.rs"]
+mod pg;
 mod rotation;
 mod two_factor;
