@@ -13,7 +13,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::keys::When;
-use super::{client_addr, csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields, Page, WebError};
+use super::{client_addr, csrf, flash, redirect, render, CurrentUser, FieldErrors, Form, NoFields, Page, WebError};
 use crate::activity::{self, Event};
 use crate::operators;
 use crate::state::AppState;
@@ -168,7 +168,7 @@ async fn set_disabled(
     state: web::Data<AppState>,
     Admin(me): Admin,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<NoFields>,
     disabled: bool,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
@@ -212,7 +212,7 @@ async fn disable(
     state: web::Data<AppState>,
     admin: Admin,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     set_disabled(req, session, state, admin, path, form, true).await
 }
@@ -223,7 +223,7 @@ async fn enable(
     state: web::Data<AppState>,
     admin: Admin,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     set_disabled(req, session, state, admin, path, form, false).await
 }
@@ -234,7 +234,7 @@ async fn revoke_keys(
     state: web::Data<AppState>,
     Admin(me): Admin,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let user = find(&state, &path).await?;
@@ -433,15 +433,22 @@ async fn policy(session: Session, state: web::Data<AppState>, Admin(me): Admin) 
     )
 }
 
+/// `POST /admin/policy`.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct PolicyForm {
+    max_key_lifetime_days: String,
+}
+
 async fn set_policy(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
     Admin(me): Admin,
-    form: FormFields,
+    form: Form<PolicyForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
-    let raw = form.get("max_key_lifetime_days").trim();
+    let raw = form.max_key_lifetime_days.trim();
     let days = if raw.is_empty() {
         None
     } else {

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::session::{log_in, safe_next};
-use super::{csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields, Page, WebError};
+use super::{csrf, flash, redirect, render, CurrentUser, FieldErrors, Form, NoFields, Page, WebError};
 use crate::accounts::domain::{Email, Password, Username};
 use crate::accounts::throttle::Attempt;
 use crate::accounts::{self, RegisterError};
@@ -47,11 +47,21 @@ async fn register_form(
     )
 }
 
+/// `POST /register`.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct RegisterForm {
+    username: String,
+    email: String,
+    password: String,
+    password_confirm: String,
+}
+
 async fn register(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
-    form: FormFields,
+    form: Form<RegisterForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     if state.settings.registration != Registration::Open {
@@ -65,14 +75,14 @@ async fn register(
         return Err(WebError::TooManyRequests(15 * 60));
     }
     let mut errors = FieldErrors::default();
-    let username = Username::parse(form.get("username"))
+    let username = Username::parse(&form.username)
         .map_err(|e| errors.add("username", e))
         .ok();
-    let email = Email::parse(form.get("email")).map_err(|e| errors.add("email", e)).ok();
-    let password = Password::parse(form.get("password"), form.get("username"))
+    let email = Email::parse(&form.email).map_err(|e| errors.add("email", e)).ok();
+    let password = Password::parse(&form.password, &form.username)
         .map_err(|e| errors.add("password", e))
         .ok();
-    if form.get("password") != form.get("password_confirm") {
+    if form.password != form.password_confirm {
         errors.add("password_confirm", "The two passwords do not match.");
     }
     let rerender = |errors: FieldErrors| {
@@ -81,8 +91,8 @@ async fn register(
             &RegisterPage {
                 page: Page::new(&session, &state, None, "Create an account"),
                 open: true,
-                username: form.get("username").to_owned(),
-                email: form.get("email").to_owned(),
+                username: form.username.clone(),
+                email: form.email.clone(),
                 errors,
             },
         )
@@ -171,22 +181,31 @@ async fn login_form(
     )
 }
 
+/// `POST /login`.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct LoginForm {
+    username: String,
+    password: String,
+    next: String,
+}
+
 async fn login(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
-    form: FormFields,
+    form: Form<LoginForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
-    let username = form.get("username");
-    let password = form.get("password");
+    let username = form.username.as_str();
+    let password = form.password.as_str();
     let login_page = |status: StatusCode, error: String| {
         render(
             status,
             &LoginPage {
                 page: Page::new(&session, &state, None, "Log in"),
                 username: username.to_owned(),
-                next: safe_next(form.get("next")),
+                next: safe_next(&form.next),
                 error,
             },
         )
@@ -239,10 +258,10 @@ async fn login(
     if user.has_2fa() {
         // The password was right; the second step decides (`/login/2fa`).
         state.login_limits.succeeded(&attempt);
-        super::security::await_second_factor(&session, &user, form.get("next"))?;
+        super::security::await_second_factor(&session, &user, &form.next)?;
         return Ok(redirect("/login/2fa"));
     }
-    complete_login(&req, &session, &state, &user, &attempt, form.get("next")).await
+    complete_login(&req, &session, &state, &user, &attempt, &form.next).await
 }
 
 /// Logs `user` in once every factor is checked: clears the account's
@@ -278,7 +297,7 @@ async fn logout(
     session: Session,
     state: web::Data<AppState>,
     identity: Option<Identity>,
-    form: FormFields,
+    form: Form<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     if let Some(identity) = identity {
@@ -329,12 +348,21 @@ async fn account(session: Session, state: web::Data<AppState>, me: CurrentUser) 
     render(StatusCode::OK, &AccountPage::new(&session, &state, &me))
 }
 
+/// `POST /account/password`.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct ChangePasswordForm {
+    current_password: String,
+    new_password: String,
+    new_password_confirm: String,
+}
+
 async fn change_password(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
     me: CurrentUser,
-    form: FormFields,
+    form: Form<ChangePasswordForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     // Wrong current passwords count like failed logins: a stolen session
@@ -345,18 +373,18 @@ async fn change_password(
         return Err(WebError::TooManyRequests(wait.as_secs() + 1));
     }
     let mut errors = FieldErrors::default();
-    let new = Password::parse(form.get("new_password"), &me.user.username)
+    let new = Password::parse(&form.new_password, &me.user.username)
         .map_err(|e| errors.add("new_password", e))
         .ok();
-    if form.get("new_password") != form.get("new_password_confirm") {
+    if form.new_password != form.new_password_confirm {
         errors.add("new_password_confirm", "The two passwords do not match.");
     }
-    let current_ok = !form.get("current_password").is_empty()
-        && form.get("current_password").chars().count() <= crate::accounts::domain::PASSWORD_MAX
+    let current_ok = !form.current_password.is_empty()
+        && form.current_password.chars().count() <= crate::accounts::domain::PASSWORD_MAX
         && accounts::authenticate(
             &state.pool,
             Username::parse(&me.user.username).ok().as_ref(),
-            form.get("current_password").to_owned(),
+            form.current_password.clone(),
         )
         .await?
         .is_some();

@@ -5,7 +5,7 @@
 use actix_session::Session;
 use subtle::ConstantTimeEq;
 
-use super::forms::FormFields;
+use super::forms::Form;
 use super::WebError;
 
 const KEY: &str = "csrf";
@@ -28,8 +28,10 @@ pub fn rotate(session: &Session) {
     session.remove(KEY);
 }
 
-pub fn verify(session: &Session, form: &FormFields) -> Result<(), WebError> {
-    let sent = form.get("csrf_token");
+/// Checks the token `form` carried. Every POST handler calls it first,
+/// before reading any other field or changing anything.
+pub fn verify<T>(session: &Session, form: &Form<T>) -> Result<(), WebError> {
+    let sent = form.csrf_token();
     match session.get::<String>(KEY) {
         Ok(Some(expected)) if !sent.is_empty() && bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => Ok(()),
         _ => Err(WebError::Csrf),

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::{Duration, NaiveDateTime};
 
-use super::{csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields, Page, WebError};
+use super::{csrf, flash, redirect, render, CurrentUser, FieldErrors, Form, NoFields, Page, WebError};
 use crate::activity::{self, Event};
 use crate::keys::lifecycle::{self, ChangeError};
 use crate::keys::restrictions::{self, AllowedIps};
@@ -162,29 +162,41 @@ struct KeyCreatedPage<'a> {
     replaces: Option<(String, String)>,
 }
 
+/// `POST /keys`: the new-key form.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct NewKeyForm {
+    name: String,
+    /// One per ticked box.
+    scopes: Vec<String>,
+    expires_in_days: String,
+    allowed_ips: String,
+    rate_limit_per_minute: String,
+}
+
 async fn create(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
     me: CurrentUser,
-    form: FormFields,
+    form: Form<NewKeyForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     me.require_recent(&state, "/keys/new")?;
-    let chosen = form.get_all("scopes");
+    let chosen = &form.scopes;
     let mut errors = FieldErrors::default();
-    let name = KeyName::parse(form.get("name")).map_err(|e| errors.add("name", e)).ok();
-    let scopes = Scopes::parse(&chosen, &state.scopes)
+    let name = KeyName::parse(&form.name).map_err(|e| errors.add("name", e)).ok();
+    let scopes = Scopes::parse(chosen, &state.scopes)
         .map_err(|e| errors.add("scopes", e))
         .ok();
-    let expiry = keys::parse_expiry(form.get("expires_in_days"))
+    let expiry = keys::parse_expiry(&form.expires_in_days)
         .map_err(|e| errors.add("expires_in_days", e))
         .ok();
     let expiry = within_policy(&state, expiry, &mut errors).await?;
-    let allowed = AllowedIps::parse(form.get("allowed_ips"))
+    let allowed = AllowedIps::parse(&form.allowed_ips)
         .map_err(|e| errors.add("allowed_ips", e))
         .ok();
-    let rate = restrictions::parse_rate_limit(form.get("rate_limit_per_minute"))
+    let rate = restrictions::parse_rate_limit(&form.rate_limit_per_minute)
         .map_err(|e| errors.add("rate_limit_per_minute", e))
         .ok();
     let rerender = |errors: FieldErrors| {
@@ -192,11 +204,11 @@ async fn create(
             StatusCode::UNPROCESSABLE_ENTITY,
             &NewKeyPage {
                 page: Page::new(&session, &state, Some(&me.user), "New API key"),
-                name: form.get("name").to_owned(),
+                name: form.name.clone(),
                 scopes: state.scopes.iter().map(|s| (s.clone(), chosen.contains(s))).collect(),
-                expires_in_days: form.get("expires_in_days").to_owned(),
-                allowed_ips: form.get("allowed_ips").to_owned(),
-                rate_limit_per_minute: form.get("rate_limit_per_minute").to_owned(),
+                expires_in_days: form.expires_in_days.clone(),
+                allowed_ips: form.allowed_ips.clone(),
+                rate_limit_per_minute: form.rate_limit_per_minute.clone(),
                 errors,
             },
         )
@@ -361,6 +373,17 @@ async fn show(
     )
 }
 
+/// The key page's edit form.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct EditKeyForm {
+    name: String,
+    /// One per ticked box.
+    scopes: Vec<String>,
+    allowed_ips: String,
+    rate_limit_per_minute: String,
+}
+
 /// `POST /keys/{id}`: name, scopes, allowlist and rate limit.
 async fn edit(
     req: HttpRequest,
@@ -368,21 +391,21 @@ async fn edit(
     state: web::Data<AppState>,
     me: CurrentUser,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<EditKeyForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let key = find_own(&state, me.user.id, &path).await?;
     me.require_recent(&state, &format!("/keys/{}", key.id))?;
-    let chosen = form.get_all("scopes");
+    let chosen = &form.scopes;
     let mut errors = FieldErrors::default();
-    let name = KeyName::parse(form.get("name")).map_err(|e| errors.add("name", e)).ok();
-    let scopes = Scopes::parse(&chosen, &state.scopes)
+    let name = KeyName::parse(&form.name).map_err(|e| errors.add("name", e)).ok();
+    let scopes = Scopes::parse(chosen, &state.scopes)
         .map_err(|e| errors.add("scopes", e))
         .ok();
-    let allowed = AllowedIps::parse(form.get("allowed_ips"))
+    let allowed = AllowedIps::parse(&form.allowed_ips)
         .map_err(|e| errors.add("allowed_ips", e))
         .ok();
-    let rate = restrictions::parse_rate_limit(form.get("rate_limit_per_minute"))
+    let rate = restrictions::parse_rate_limit(&form.rate_limit_per_minute)
         .map_err(|e| errors.add("rate_limit_per_minute", e))
         .ok();
     if key.retires_at.is_some() {
@@ -411,10 +434,10 @@ async fn edit(
     };
     let Some(updated) = outcome else {
         let mut page = KeyDetailPage::build(&state, &session, &me, &key).await?;
-        page.name = form.get("name").to_owned();
+        page.name = form.name.clone();
         page.scope_choices = state.scopes.iter().map(|s| (s.clone(), chosen.contains(s))).collect();
-        page.allowed_ips = form.get("allowed_ips").to_owned();
-        page.rate_limit_per_minute = form.get("rate_limit_per_minute").to_owned();
+        page.allowed_ips = form.allowed_ips.clone();
+        page.rate_limit_per_minute = form.rate_limit_per_minute.clone();
         page.errors = errors;
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
@@ -437,6 +460,14 @@ async fn edit(
     Ok(redirect(&format!("/keys/{}", updated.id)))
 }
 
+/// The key page's rotate form.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct RotateForm {
+    grace_minutes: String,
+    expires_in_days: String,
+}
+
 /// `POST /keys/{id}/rotate`: a new key now, the old one after the grace.
 async fn rotate(
     req: HttpRequest,
@@ -444,16 +475,16 @@ async fn rotate(
     state: web::Data<AppState>,
     me: CurrentUser,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<RotateForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let key = find_own(&state, me.user.id, &path).await?;
     me.require_recent(&state, &format!("/keys/{}", key.id))?;
     let mut errors = FieldErrors::default();
-    let grace = lifecycle::parse_grace(form.get("grace_minutes"))
+    let grace = lifecycle::parse_grace(&form.grace_minutes)
         .map_err(|e| errors.add("grace_minutes", e))
         .ok();
-    let expiry = keys::parse_expiry(form.get("expires_in_days"))
+    let expiry = keys::parse_expiry(&form.expires_in_days)
         .map_err(|e| errors.add("expires_in_days", e))
         .ok();
     let expiry = within_policy(&state, expiry, &mut errors).await?;
@@ -502,8 +533,8 @@ async fn rotate(
     };
     let Some((generated, new, old)) = rotated else {
         let mut page = KeyDetailPage::build(&state, &session, &me, &key).await?;
-        page.grace_minutes = form.get("grace_minutes").to_owned();
-        page.expires_in_days = form.get("expires_in_days").to_owned();
+        page.grace_minutes = form.grace_minutes.clone();
+        page.expires_in_days = form.expires_in_days.clone();
         page.errors = errors;
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
@@ -540,7 +571,7 @@ async fn retire(
     state: web::Data<AppState>,
     me: CurrentUser,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let Some(key) = lifecycle::retire_now(&state.pool, &state.verifier, me.user.id, &path).await? else {
@@ -589,7 +620,7 @@ async fn delete(
     state: web::Data<AppState>,
     me: CurrentUser,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let id = path.into_inner();

@@ -21,7 +21,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 pub use error::WebError;
-pub use forms::FormFields;
+pub use forms::{Form, NoFields};
 pub use session::CurrentUser;
 
 use crate::state::AppState;

@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::Duration;
 
-use super::{csrf, flash, redirect, render, FieldErrors, FormFields, Page, WebError};
+use super::{csrf, flash, redirect, render, FieldErrors, Form, Page, WebError};
 use crate::accounts::domain::{Email, Password};
 use crate::accounts::reset::ResetToken;
 use crate::accounts::{self, User};
@@ -43,6 +43,13 @@ async fn forgot_form(session: Session, state: web::Data<AppState>) -> Result<Htt
     )
 }
 
+/// `POST /password/forgot`.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct ForgotForm {
+    email: String,
+}
+
 /// Answers at once and identically whether or not the account exists: the
 /// lookup, the token and the mail all happen after the response, in the
 /// background.
@@ -50,10 +57,10 @@ async fn forgot(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
-    form: FormFields,
+    form: Form<ForgotForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
-    let email = match Email::parse(form.get("email")) {
+    let email = match Email::parse(&form.email) {
         Ok(e) => e,
         Err(msg) => {
             let mut errors = FieldErrors::default();
@@ -61,7 +68,7 @@ async fn forgot(
             return render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &ForgotPage {
-                    email: form.get("email").to_owned(),
+                    email: form.email.clone(),
                     errors,
                     ..ForgotPage::new(&session, &state, "Forgot your password?")
                 },
@@ -186,14 +193,23 @@ async fn reset_form(
     )
 }
 
+/// `POST /password/reset`.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct ResetForm {
+    token: String,
+    password: String,
+    password_confirm: String,
+}
+
 async fn reset(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
-    form: FormFields,
+    form: Form<ResetForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
-    let Some(token) = ResetToken::parse(form.get("token")) else {
+    let Some(token) = ResetToken::parse(&form.token) else {
         return ResetPage::dead_link(&session, &state);
     };
     // Say a dead link is dead before asking for a better password.
@@ -201,10 +217,10 @@ async fn reset(
         return ResetPage::dead_link(&session, &state);
     };
     let mut errors = FieldErrors::default();
-    let password = Password::parse(form.get("password"), &owner.username)
+    let password = Password::parse(&form.password, &owner.username)
         .map_err(|e| errors.add("password", e))
         .ok();
-    if form.get("password") != form.get("password_confirm") {
+    if form.password != form.password_confirm {
         errors.add("password_confirm", "The two passwords do not match.");
     }
     let (Some(password), true) = (password, errors.is_empty()) else {

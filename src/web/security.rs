@@ -12,7 +12,7 @@ use chrono::Duration;
 use super::auth::AccountPage;
 use super::keys::When;
 use super::session::safe_next;
-use super::{client_addr, csrf, flash, redirect, render, CurrentUser, FieldErrors, FormFields, Page, WebError};
+use super::{client_addr, csrf, flash, redirect, render, CurrentUser, FieldErrors, Form, NoFields, Page, WebError};
 use crate::accounts::domain::{Email, Username, PASSWORD_MAX};
 use crate::accounts::throttle::Attempt;
 use crate::accounts::{self, security, totp, User};
@@ -90,11 +90,19 @@ async fn second_step_form(session: Session, state: web::Data<AppState>) -> Resul
     )
 }
 
+/// `POST /login/2fa`.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct SecondStepForm {
+    /// A code from the app, or a recovery code.
+    code: String,
+}
+
 async fn second_step(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
-    form: FormFields,
+    form: Form<SecondStepForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let Some(user_id) = pending_user_id(&session) else {
@@ -129,7 +137,7 @@ async fn second_step(
         );
         return Ok(res);
     }
-    if !security::second_factor(&state.pool, &state.totp_key, &user, form.get("code"), unix_now()).await? {
+    if !security::second_factor(&state.pool, &state.totp_key, &user, &form.code, unix_now()).await? {
         tracing::info!(target: "keyward::audit", event = "login_failed", step = "2fa", user = %user.username, addr = %client_addr(&req));
         activity::record(&state.pool, user.id, Event::LoginFailed, &super::origin(&req), "").await;
         return page(
@@ -215,15 +223,25 @@ async fn code_ok(state: &AppState, user: &User, code: &str) -> Result<bool, WebE
     Ok(ok)
 }
 
+/// `POST /confirm`: the password, then (with 2FA) the code, on one page
+/// or in two steps.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct ConfirmForm {
+    password: String,
+    code: String,
+    next: String,
+}
+
 async fn confirm(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
     me: CurrentUser,
-    form: FormFields,
+    form: Form<ConfirmForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
-    let next = safe_next(form.get("next"));
+    let next = safe_next(&form.next);
     let page = |status: StatusCode, code_step: bool, error: &str| {
         render(
             status,
@@ -242,16 +260,16 @@ async fn confirm(
         .flatten()
         .and_then(|t| t.parse().ok());
     let password_done = password_at.is_some_and(|t| unix_now().saturating_sub(t) <= (SECOND_STEP_MINUTES * 60) as u64);
-    if !form.get("password").is_empty() || !password_done {
-        if !password_ok(&state, &req, &me.user, form.get("password")).await? {
+    if !form.password.is_empty() || !password_done {
+        if !password_ok(&state, &req, &me.user, &form.password).await? {
             return page(StatusCode::UNAUTHORIZED, false, "That password is not right.");
         }
-        if me.user.has_2fa() && form.get("code").is_empty() {
+        if me.user.has_2fa() && form.code.is_empty() {
             let _ = session.insert(CONFIRM_PASSWORD_AT, unix_now().to_string());
             return page(StatusCode::OK, true, "");
         }
     }
-    if me.user.has_2fa() && !code_ok(&state, &me.user, form.get("code")).await? {
+    if me.user.has_2fa() && !code_ok(&state, &me.user, &form.code).await? {
         return page(
             StatusCode::UNAUTHORIZED,
             true,
@@ -333,13 +351,22 @@ struct RecoveryCodesPage {
     codes: Vec<String>,
 }
 
+/// The two forms of the two-factor page, which ask the same: turning
+/// two-factor on or off takes the password and a code.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct TwoFactorForm {
+    password: String,
+    code: String,
+}
+
 /// `POST /account/2fa` (`code`, `password`): turns two-factor on.
 async fn enable_two_factor(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
     me: CurrentUser,
-    form: FormFields,
+    form: Form<TwoFactorForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let mut errors = FieldErrors::default();
@@ -354,10 +381,10 @@ async fn enable_two_factor(
         );
     }
     let secret = enrolling_secret(&session);
-    if !password_ok(&state, &req, &me.user, form.get("password")).await? {
+    if !password_ok(&state, &req, &me.user, &form.password).await? {
         errors.add("password", "That password is not right.");
     }
-    let step = match totp::parse_code(form.get("code")) {
+    let step = match totp::parse_code(&form.code) {
         None => {
             errors.add("code", "Enter the 6-digit code your app shows.");
             None
@@ -408,16 +435,16 @@ async fn disable_two_factor(
     session: Session,
     state: web::Data<AppState>,
     me: CurrentUser,
-    form: FormFields,
+    form: Form<TwoFactorForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     if !me.user.has_2fa() {
         return Ok(redirect("/account/2fa"));
     }
     let mut errors = FieldErrors::default();
-    if !password_ok(&state, &req, &me.user, form.get("password")).await? {
+    if !password_ok(&state, &req, &me.user, &form.password).await? {
         errors.add("password", "That password is not right.");
-    } else if !code_ok(&state, &me.user, form.get("code")).await? {
+    } else if !code_ok(&state, &me.user, &form.code).await? {
         errors.add("code", "That code is not right, or was already used.");
     }
     if !errors.is_empty() {
@@ -451,26 +478,34 @@ fn notice(state: &AppState, user: &User, what: &str, more: &str) {
         .send_in_background(&user.email, &format!("{what} (Keyward)"), body, MailKind::AccountNotice);
 }
 
+/// The account page's email-change form.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct ChangeEmailForm {
+    email: String,
+    password: String,
+}
+
 /// `POST /account/email` (`email`, `password`): a link to the new address.
 async fn change_email(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
     me: CurrentUser,
-    form: FormFields,
+    form: Form<ChangeEmailForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let mut errors = FieldErrors::default();
-    let email = Email::parse(form.get("email")).map_err(|e| errors.add("email", e)).ok();
+    let email = Email::parse(&form.email).map_err(|e| errors.add("email", e)).ok();
     if email.as_ref().is_some_and(|e| e.as_str() == me.user.email) {
         errors.add("email", "That is already your address.");
     }
-    if !password_ok(&state, &req, &me.user, form.get("password")).await? {
+    if !password_ok(&state, &req, &me.user, &form.password).await? {
         errors.add("email_password", "That password is not right.");
     }
     let (Some(email), true) = (email, errors.is_empty()) else {
         let mut page = AccountPage::new(&session, &state, &me);
-        page.new_email = form.get("email").to_owned();
+        page.new_email = form.email.clone();
         page.errors = errors;
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
@@ -579,7 +614,7 @@ async fn revoke_session(
     state: web::Data<AppState>,
     me: CurrentUser,
     path: web::Path<String>,
-    form: FormFields,
+    form: Form<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let id = path.into_inner();
@@ -597,7 +632,7 @@ async fn revoke_other_sessions(
     session: Session,
     state: web::Data<AppState>,
     me: CurrentUser,
-    form: FormFields,
+    form: Form<NoFields>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let n = security::revoke_other_sessions(&state.pool, me.user.id, me.token.clone()).await?;
@@ -612,20 +647,29 @@ async fn revoke_other_sessions(
     Ok(redirect("/account/sessions"))
 }
 
+/// The account page's delete form.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct DeleteAccountForm {
+    password: String,
+    /// The username, typed again.
+    confirm: String,
+}
+
 /// `POST /account/delete` (`password`, `confirm` = the username).
 async fn delete_account(
     req: HttpRequest,
     session: Session,
     state: web::Data<AppState>,
     me: CurrentUser,
-    form: FormFields,
+    form: Form<DeleteAccountForm>,
 ) -> Result<HttpResponse, WebError> {
     csrf::verify(&session, &form)?;
     let mut errors = FieldErrors::default();
-    if form.get("confirm").trim().to_ascii_lowercase() != me.user.username {
+    if form.confirm.trim().to_ascii_lowercase() != me.user.username {
         errors.add("confirm", "Type your username exactly to confirm.");
     }
-    if !password_ok(&state, &req, &me.user, form.get("password")).await? {
+    if !password_ok(&state, &req, &me.user, &form.password).await? {
         errors.add("delete_password", "That password is not right.");
     }
     if !errors.is_empty() {

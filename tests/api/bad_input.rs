@@ -73,6 +73,41 @@ async fn invalid_utf8_in_a_key_form_is_a_bad_request_and_creates_nothing() {
 }
 
 #[actix_web::test]
+async fn a_key_form_with_a_name_sent_twice_is_a_bad_request_and_creates_nothing() {
+    let app = spawn_app().await;
+    app.signed_up("alice").await;
+
+    let res = post_raw(
+        &app,
+        &app.client,
+        "/keys",
+        "name=one&name=two&scopes=read&expires_in_days=",
+    )
+    .await;
+
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.key_count(), 0);
+}
+
+#[actix_web::test]
+async fn a_form_without_a_csrf_token_is_forbidden_before_its_fields_are_read() {
+    let app = spawn_app().await;
+    app.signed_up("alice").await;
+
+    let res = app
+        .client
+        .post(app.url("/keys"))
+        .header("content-type", FORM)
+        .body("name=ci&scopes=read&expires_in_days=")
+        .send()
+        .await
+        .expect("POST");
+
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.key_count(), 0);
+}
+
+#[actix_web::test]
 async fn invalid_utf8_in_a_registration_creates_no_account() {
     let app = spawn_app().await;
 
