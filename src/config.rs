@@ -23,6 +23,11 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check the setup: print the configuration (secrets redacted), the
+    /// database, its migrations, the change feed's position and the live
+    /// instances. Fails when the database cannot be reached or migrations
+    /// are pending. Changes nothing.
+    Check,
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),

@@ -55,6 +55,7 @@ async fn run() -> anyhow::Result<()> {
             println!("Keyward listening on http://{host}:{}", app.port());
             app.run_until_stopped().await
         }
+        Command::Check => check(&settings),
         Command::Migrate => {
             let url = settings.database();
             keyward::db::run_migrations(&url)?;
@@ -116,6 +117,49 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `keyward check`: what this configuration reaches, without changing it.
+fn check(settings: &keyward::config::Settings) -> anyhow::Result<()> {
+    println!("configuration (secrets redacted):\n{settings:#?}");
+    let url = settings.database();
+    let (applied, pending) =
+        keyward::db::migration_status(&url).with_context(|| format!("database {} not reached", url.redacted()))?;
+    println!("database: {} (reached)", url.redacted());
+    println!(
+        "migrations: {} applied (latest {}), {} pending",
+        applied.len(),
+        applied.iter().max().map_or("none", String::as_str),
+        pending.len()
+    );
+    let pool = keyward::db::connect(&url)?;
+    let mut conn = pool.get().context("no connection to the database")?;
+    if pending.is_empty() {
+        let position = keyward::db::revocation::feed_position(&mut conn)?;
+        println!("change feed: at {position}");
+        let now = keyward::time::now();
+        let live = keyward::db::instances::live(&mut conn, now)?;
+        println!("live instances: {}", live.len());
+        for i in live {
+            println!(
+                "  {} on {} ({}, pid {}, version {}): up since {}, seen {} s ago",
+                i.id,
+                i.address,
+                i.host,
+                i.pid,
+                i.version,
+                keyward::time::rfc3339(i.started_at),
+                (now - i.seen_at).num_seconds().max(0)
+            );
+        }
+    }
+    anyhow::ensure!(
+        pending.is_empty(),
+        "{} migrations are pending ({}): run `keyward migrate`, or start the server, which applies them",
+        pending.len(),
+        pending.join(", ")
+    );
+    Ok(())
 }
 
 fn open_pool(settings: &keyward::config::Settings) -> anyhow::Result<keyward::db::Pool> {

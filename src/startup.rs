@@ -30,6 +30,8 @@ pub struct Application {
     state: web::Data<AppState>,
     /// Held while serving a SQLite database (`files::InstanceLock`).
     lock: Option<crate::files::InstanceLock>,
+    /// This process as it announces itself to `keyward check`.
+    instance_id: String,
 }
 
 impl Application {
@@ -164,11 +166,13 @@ impl Application {
         if let Some(lock) = &lock {
             tracing::debug!(lock = %lock.path().display(), "holding the database lock");
         }
+        let instance_id = spawn_heartbeat(&state, listener_address(&settings.bind, port)).await?;
         Ok(Self {
             port,
             server,
             state,
             lock,
+            instance_id,
         })
     }
 
@@ -195,8 +199,48 @@ impl Application {
             Ok(n) => tracing::info!(keys = n, "flushed pending last-used times"),
             Err(e) => tracing::error!(error = ?e, "final last-used flush failed"),
         }
+        let id = self.instance_id;
+        if let Err(e) = db::run(&self.state.pool, move |conn| Ok(db::instances::leave(conn, &id)?)).await {
+            tracing::warn!(error = ?e, "cannot remove this instance's heartbeat row");
+        }
         served.context("server failed")
     }
+}
+
+/// `host:port` this instance serves on, as `keyward check` shows it.
+fn listener_address(bind: &str, port: u16) -> String {
+    let host = bind.rsplit_once(':').map_or(bind, |(host, _)| host);
+    format!("{host}:{port}")
+}
+
+/// Announces this instance (`db::instances`) before it serves, then every
+/// `HEARTBEAT` while the runtime runs; returns its id.
+async fn spawn_heartbeat(state: &web::Data<AppState>, address: String) -> anyhow::Result<String> {
+    let me = db::instances::Instance::this_process(address, crate::time::now());
+    let id = me.id.clone();
+    let first = me.clone();
+    db::run(&state.pool, move |conn| {
+        Ok(db::instances::beat(conn, &first, crate::time::now())?)
+    })
+    .await
+    .context("cannot announce this instance")?;
+    let state = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(db::instances::HEARTBEAT);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let me = me.clone();
+            let beat = db::run(&state.pool, move |conn| {
+                Ok(db::instances::beat(conn, &me, crate::time::now())?)
+            })
+            .await;
+            if let Err(e) = beat {
+                tracing::warn!(error = ?e, "heartbeat failed; will retry");
+            }
+        }
+    });
+    Ok(id)
 }
 
 /// Keys deleted on other instances are forgotten here within ~100 ms. The
@@ -246,6 +290,9 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 let old = crate::time::now() - chrono::Duration::hours(1);
                 if let Err(e) = db::run(&state.pool, move |conn| Ok(db::revocation::prune(conn, old)?)).await {
                     tracing::warn!(error = ?e, "pruning the change feed failed");
+                }
+                if let Err(e) = db::run(&state.pool, move |conn| Ok(db::instances::prune(conn, old)?)).await {
+                    tracing::warn!(error = ?e, "pruning dead instances failed");
                 }
                 let orphans = db::run(&state.pool, |conn| Ok(crate::keys::store::prune_orphan_usage(conn)?)).await;
                 if let Err(e) = orphans {

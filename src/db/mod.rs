@@ -5,6 +5,7 @@
 //! domain modules is written once.
 
 pub mod copy;
+pub mod instances;
 pub mod revocation;
 pub mod schema;
 
@@ -159,6 +160,40 @@ pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The migrations applied to the database and those still pending, by
+/// name, without applying any (`keyward check`).
+pub fn migration_status(url: &DatabaseUrl) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    fn names<DB: diesel::backend::Backend>(
+        c: &mut impl MigrationHarness<DB>,
+        source: EmbeddedMigrations,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let applied = c
+            .applied_migrations()
+            .map_err(|e| anyhow::anyhow!("cannot read the applied migrations: {e}"))?
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        let pending = c
+            .pending_migrations(source)
+            .map_err(|e| anyhow::anyhow!("cannot read the pending migrations: {e}"))?
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        Ok((applied, pending))
+    }
+    match url {
+        DatabaseUrl::Sqlite(p) => {
+            anyhow::ensure!(Path::new(p).exists(), "no SQLite database at {p}");
+            let mut c = SqliteConnection::establish(p).with_context(|| format!("cannot open SQLite database {p}"))?;
+            names(&mut c, SQLITE_MIGRATIONS)
+        }
+        DatabaseUrl::Postgres(u) => {
+            let mut c = PgConnection::establish(u).with_context(|| format!("cannot connect to {}", url.redacted()))?;
+            names(&mut c, POSTGRES_MIGRATIONS)
+        }
+    }
 }
 
 /// A row of `PRAGMA foreign_key_check` (only counted).

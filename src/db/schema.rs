@@ -139,6 +139,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    instances (id) {
+        id -> Text,
+        started_at -> Timestamp,
+        seen_at -> Timestamp,
+        address -> Text,
+        host -> Text,
+        pid -> BigInt,
+        version -> Text,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(password_reset_tokens -> users (user_id));
@@ -160,5 +172,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_change_tokens,
     key_policy,
     key_changes,
-    instance_secrets
+    instance_secrets,
+    instances
 );

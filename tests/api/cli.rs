@@ -81,3 +81,42 @@ async fn migrate_creates_the_database_and_says_where() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
     assert!(dir.path().join("keyward.db").exists());
 }
+
+/// `keyward check` names the database, its migrations and the running
+/// instances, never a secret, and changes nothing; without a database it
+/// fails and says so.
+#[actix_web::test]
+async fn check_reports_the_database_migrations_and_live_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let nothing = keyward(dir.path(), None, &["check"], "");
+    assert!(!nothing.status.success(), "no database yet");
+    let err = String::from_utf8_lossy(&nothing.stderr);
+    assert!(err.contains("not reached"), "{err}");
+    assert!(!dir.path().join("keyward.db").exists(), "check created no database");
+
+    let secret = [("KEYWARD_METRICS_TOKEN", "check-must-not-print-this")];
+    let mut server = Binary::start(dir.path(), &secret).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .env_remove("DATABASE_URL")
+        .env("KEYWARD_DATA_DIR", dir.path())
+        .envs(secret)
+        .arg("check")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("(reached)"), "{text}");
+    assert!(text.contains(", 0 pending"), "{text}");
+    assert!(text.contains("change feed: at "), "{text}");
+    assert!(text.contains("live instances: 1"), "{text}");
+    let address = server.base.trim_start_matches("http://");
+    assert!(text.contains(&format!(" on {address} (")), "{address} in {text}");
+    assert!(!text.contains("check-must-not-print-this"), "a secret in: {text}");
+    assert!(text.contains("[REDACTED]"), "{text}");
+
+    // A clean stop takes the instance off the list.
+    assert!(server.terminate().await.success(), "{}", server.logs());
+    let after = keyward(dir.path(), None, &["check"], "");
+    let text = String::from_utf8_lossy(&after.stdout);
+    assert!(text.contains("live instances: 0"), "{text}");
+}

@@ -427,6 +427,28 @@ impl Binary {
     }
 
     /// Kills it and returns everything it wrote.
+    /// Stops it as a supervisor would (SIGTERM) and waits (up to 30 s)
+    /// for it to exit; returns how it exited.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no exit after SIGTERM; logs:\n{}",
+                self.logs()
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();

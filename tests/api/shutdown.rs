@@ -3,9 +3,6 @@
 //! stopping the server writes them. The flush interval is an hour here, so
 //! only the shutdown can write them.
 
-use std::process::Command;
-use std::time::Duration;
-
 use crate::helpers::*;
 use diesel::prelude::*;
 use keyward::db::schema::{api_keys, users};
@@ -96,21 +93,7 @@ async fn sigterm_writes_the_pending_last_used_times_before_the_binary_exits() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(stored_last_used(&pool, &id), None, "not written yet");
 
-    let sent = Command::new("kill")
-        .args(["-TERM", &binary.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
-    let mut exited = None;
-    for _ in 0..600 {
-        exited = binary.child.try_wait().unwrap();
-        if exited.is_some() {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let status = exited.unwrap_or_else(|| panic!("no exit after SIGTERM; logs:\n{}", binary.logs()));
+    let status = binary.terminate().await;
     assert!(status.success(), "exit status {status}; logs:\n{}", binary.logs());
     assert!(
         stored_last_used(&pool, &id).is_some(),
