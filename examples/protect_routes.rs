@@ -6,7 +6,7 @@
 //! fraction of a second: the verifier follows the change feed.
 //!
 //! ```sh
-//! cargo run --example protect_routes            # serves on 127.0.0.1:8081
+//! cargo run --example protect_routes   # on 127.0.0.1:8081, or $PROTECT_ROUTES_BIND
 //! curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8081/hello
 //! curl -H "X-API-Key: $KEY" http://127.0.0.1:8081/reports
 //! ```
@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     verifier.follow_changes()?;
 
     let data = web::Data::from(verifier.clone());
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .route("/hello", web::get().to(hello))
@@ -59,9 +59,12 @@ async fn main() -> anyhow::Result<()> {
                     .route("", web::get().to(reports)),
             )
     })
-    .bind(std::env::var("PROTECT_ROUTES_BIND").unwrap_or_else(|_| "127.0.0.1:8081".into()))?
-    .run()
-    .await?;
+    .bind(std::env::var("PROTECT_ROUTES_BIND").unwrap_or_else(|_| "127.0.0.1:8081".into()))?;
+    // The real port, also when PROTECT_ROUTES_BIND asks for port 0.
+    for addr in server.addrs() {
+        println!("listening on http://{addr}");
+    }
+    server.run().await?;
     // Write the uses not yet flushed before exiting.
     verifier.flush_last_used().await?;
     Ok(())

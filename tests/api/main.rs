@@ -5,6 +5,7 @@ mod account_security;
 mod api;
 mod bad_input;
 mod cli;
+mod embedded;
 mod feed;
 mod forward_auth;
 mod instances;
