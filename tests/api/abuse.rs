@@ -557,10 +557,7 @@ async fn keys_beyond_the_limit_are_refused_with_a_message() {
 }
 
 fn row_ids(html: &str) -> Vec<String> {
-    html.split(r#"data-key-id=""#)
-        .skip(1)
-        .map(|s| s.split('"').next().unwrap().to_owned())
-        .collect()
+    attrs_of(html, "tr[data-key-id]", "data-key-id")
 }
 
 #[actix_web::test]
@@ -574,18 +571,7 @@ async fn the_key_list_comes_in_pages_of_fifty() {
 
     let first = app.get_html("/keys").await;
     let first_ids = row_ids(&first);
-    let next = first
-        .split(r#"rel="next""#)
-        .next()
-        .and_then(|s| s.rsplit("href=\"").next())
-        .map(|s| {
-            s.split('"')
-                .next()
-                .unwrap()
-                .replace("&#x2f;", "/")
-                .replace("&amp;", "&")
-        })
-        .unwrap();
+    let next = attr_of(&first, r#"a[rel="next"]"#, "href").expect("a link to the next page");
     let second_ids = row_ids(&app.get_html(&next).await);
 
     assert_eq!(first_ids.len(), 50);

@@ -13,17 +13,11 @@ fn unix() -> u64 {
     keyward::time::now().and_utc().timestamp() as u64
 }
 
-fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
-    let s = html.find(start).map(|i| i + start.len()).unwrap_or(html.len());
-    let rest = &html[s..];
-    &rest[..rest.find(end).unwrap_or(rest.len())]
-}
-
 /// Turns 2FA on for the default browser's user; returns the secret and the
 /// recovery codes.
 async fn enrol(app: &TestApp) -> (Vec<u8>, Vec<String>) {
     let page = app.get_html("/account/2fa").await;
-    let secret_text = between(&page, r#"<code id="totp-secret">"#, "<").to_owned();
+    let secret_text = text_of(&page, "code#totp-secret").unwrap();
     let secret = totp::from_base32(&secret_text).expect("a base32 secret");
     assert!(page.contains("<svg"), "a QR code");
     let res = app
@@ -34,12 +28,7 @@ async fn enrol(app: &TestApp) -> (Vec<u8>, Vec<String>) {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap();
-    let list = between(&html, r#"<ul id="recovery-codes""#, "</ul>");
-    let codes: Vec<String> = list
-        .split("<code>")
-        .skip(1)
-        .map(|s| s.split('<').next().unwrap().to_owned())
-        .collect();
+    let codes = texts_of(&html, "ul#recovery-codes code");
     (secret, codes)
 }
 
@@ -132,7 +121,7 @@ async fn enrolment_needs_the_password_and_a_valid_code() {
     let app = spawn_app().await;
     app.signed_up("alice").await;
     let page = app.get_html("/account/2fa").await;
-    let secret = totp::from_base32(between(&page, r#"<code id="totp-secret">"#, "<")).unwrap();
+    let secret = totp::from_base32(&text_of(&page, "code#totp-secret").unwrap()).unwrap();
 
     for (code, password) in [
         (totp::code_at(&secret, unix()), "wrong password"),
@@ -147,10 +136,7 @@ async fn enrolment_needs_the_password_and_a_valid_code() {
     assert!(app.get_html("/account").await.contains(r#"data-2fa="off""#));
     // The secret shown stays the same while enrolling.
     let again = app.get_html("/account/2fa").await;
-    assert_eq!(
-        between(&again, r#"<code id="totp-secret">"#, "<"),
-        totp::base32(&secret)
-    );
+    assert_eq!(text_of(&again, "code#totp-secret").unwrap(), totp::base32(&secret));
 }
 
 /// Makes the default browser's session look older than the confirm window.
@@ -266,11 +252,7 @@ async fn a_session_revoked_from_another_browser_is_refused_at_once() {
     assert!(app.is_logged_in(&laptop).await);
 
     let page = app.get_html("/account/sessions").await;
-    let ids: Vec<String> = page
-        .split(r#"data-session-id=""#)
-        .skip(1)
-        .map(|s| s.split('"').next().unwrap().to_owned())
-        .collect();
+    let ids = attrs_of(&page, "[data-session-id]", "data-session-id");
     assert_eq!(ids.len(), 2);
     let laptop_id = ids
         .iter()
@@ -375,12 +357,14 @@ async fn a_session_revoked_on_one_instance_is_refused_on_another_at_once() {
     assert!(b.is_logged_in(&laptop).await, "the laptop's session works on B");
 
     let page = a.get_html("/account/sessions").await;
-    let laptop_id = page
-        .split(r#"data-session-id=""#)
-        .skip(1)
-        .map(|s| s.split('"').next().unwrap().to_owned())
-        .find(|id| !page.contains(&format!(r#"data-session-id="{id}" data-current="true""#)))
-        .unwrap();
+    let laptop_id = attrs_of(
+        &page,
+        r#"[data-session-id]:not([data-current="true"])"#,
+        "data-session-id",
+    )
+    .into_iter()
+    .next()
+    .expect("the other session");
     let res = a.post_form(&format!("/account/sessions/{laptop_id}/revoke"), &[]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 

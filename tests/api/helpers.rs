@@ -84,18 +84,57 @@ pub fn browser() -> Client {
         .expect("client")
 }
 
+/// The elements of a page (or a fragment of one) that `css` selects.
+pub fn select(html: &str, css: &str) -> Vec<String> {
+    let selector = scraper::Selector::parse(css).unwrap_or_else(|e| panic!("bad selector {css:?}: {e}"));
+    scraper::Html::parse_document(html)
+        .select(&selector)
+        .map(|e| e.html())
+        .collect()
+}
+
+/// The text of the first element `css` selects, trimmed.
+pub fn text_of(html: &str, css: &str) -> Option<String> {
+    let selector = scraper::Selector::parse(css).unwrap_or_else(|e| panic!("bad selector {css:?}: {e}"));
+    let doc = scraper::Html::parse_document(html);
+    let text = doc.select(&selector).next()?.text().collect::<String>();
+    Some(text.trim().to_owned())
+}
+
+/// Attribute `name` of the first element `css` selects.
+pub fn attr_of(html: &str, css: &str, name: &str) -> Option<String> {
+    let selector = scraper::Selector::parse(css).unwrap_or_else(|e| panic!("bad selector {css:?}: {e}"));
+    let doc = scraper::Html::parse_document(html);
+    let value = doc.select(&selector).next()?.value().attr(name)?.to_owned();
+    Some(value)
+}
+
+/// Attribute `name` of every element `css` selects, in page order.
+pub fn attrs_of(html: &str, css: &str, name: &str) -> Vec<String> {
+    let selector = scraper::Selector::parse(css).unwrap_or_else(|e| panic!("bad selector {css:?}: {e}"));
+    scraper::Html::parse_document(html)
+        .select(&selector)
+        .filter_map(|e| e.value().attr(name).map(str::to_owned))
+        .collect()
+}
+
+/// The text of every element `css` selects, trimmed, in page order.
+pub fn texts_of(html: &str, css: &str) -> Vec<String> {
+    let selector = scraper::Selector::parse(css).unwrap_or_else(|e| panic!("bad selector {css:?}: {e}"));
+    scraper::Html::parse_document(html)
+        .select(&selector)
+        .map(|e| e.text().collect::<String>().trim().to_owned())
+        .collect()
+}
+
 /// The value of the first `csrf_token` hidden field in a page.
 pub fn csrf_in(html: &str) -> String {
-    let marker = r#"name="csrf_token" value=""#;
-    let start = html.find(marker).expect("page has a csrf_token field") + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
+    attr_of(html, r#"input[name="csrf_token"]"#, "value").expect("page has a csrf_token field")
 }
 
 /// The full key shown once on the creation page.
 pub fn new_key_in(html: &str) -> Option<String> {
-    let marker = r#"<code id="new-key">"#;
-    let start = html.find(marker)? + marker.len();
-    Some(html[start..].split('<').next()?.trim().to_owned())
+    text_of(html, "code#new-key")
 }
 
 pub fn location(res: &Response) -> String {
@@ -224,13 +263,12 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Row of the keys page for a key, by its display prefix.
+    /// Row of the keys page for a key, by its display prefix (its HTML).
     pub async fn key_row(&self, client: &Client, prefix: &str) -> Option<String> {
         let html = self.get_with(client, "/keys").await.text().await.unwrap();
-        let marker = format!(r#"data-key-prefix="{prefix}""#);
-        let start = html.find(&marker)?;
-        let end = html[start..].find("</tr>")? + start;
-        Some(html[start..end].to_owned())
+        select(&html, &format!(r#"tr[data-key-prefix="{prefix}"]"#))
+            .into_iter()
+            .next()
     }
 }
 
@@ -276,12 +314,10 @@ pub fn secret_of(key: &str) -> String {
 
 /// The inner HTML of the first cell with `class` in a table row.
 pub fn cell(row: &str, class: &str) -> String {
-    let marker = format!(r#"class="{class}""#);
-    let Some(start) = row.find(&marker) else {
-        return String::new();
-    };
-    let end = row[start..].find("</td>").map_or(row.len(), |e| e + start);
-    row[start + marker.len()..end].to_owned()
+    let selector = scraper::Selector::parse(&format!("td.{class}")).expect("a class name");
+    // A lone <tr> is only kept by the parser inside a table.
+    let doc = scraper::Html::parse_fragment(&format!("<table>{row}</table>"));
+    doc.select(&selector).next().map(|c| c.inner_html()).unwrap_or_default()
 }
 
 impl TestApp {

@@ -12,9 +12,8 @@ fn outbox(app: &TestApp) -> std::path::PathBuf {
 }
 
 fn attr(row: &str, name: &str) -> Option<String> {
-    let marker = format!(r#"{name}=""#);
-    let start = row.find(&marker)? + marker.len();
-    Some(row[start..].split('"').next()?.to_owned())
+    // A lone <tr> is only kept by the parser inside a table.
+    attr_of(&format!("<table>{row}</table>"), "tr", name)
 }
 
 async fn rotate(app: &TestApp, key: &str, grace: &str) -> reqwest::Response {
@@ -255,11 +254,7 @@ async fn the_activity_log_lists_a_journey_newest_first() {
 
     let page = app.get_html("/account/activity").await;
 
-    let events: Vec<String> = page
-        .split(r#"<tr data-event=""#)
-        .skip(1)
-        .map(|s| s.split('"').next().unwrap().to_owned())
-        .collect();
+    let events = attrs_of(&page, "tr[data-event]", "data-event");
     assert_eq!(
         events,
         [
@@ -332,6 +327,7 @@ async fn expiry_reminders_go_out_once() {
         keyward::notices::send_due_reminders(&app.state, later).await.unwrap(),
         0
     );
+    app.state.mailer.idle().await;
     assert_eq!(messages_in(&outbox(&app)).len(), before + 2);
 }
 

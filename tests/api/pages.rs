@@ -14,9 +14,7 @@ fn header(res: &reqwest::Response, name: &str) -> String {
 
 /// The `<p class="field-error" id="{field}-error">` message, if any.
 fn field_error(html: &str, field: &str) -> Option<String> {
-    let marker = format!(r#"id="{field}-error">"#);
-    let start = html.find(&marker)? + marker.len();
-    Some(html[start..].split('<').next()?.to_owned())
+    text_of(html, &format!("#{field}-error"))
 }
 
 fn rows(html: &str) -> usize {
