@@ -243,24 +243,8 @@ async fn create(
         }
         Err(CreateKeyError::Unexpected(e)) => return Err(e.into()),
     };
-    tracing::info!(
-        target: "keyward::audit",
-        event = "key_created",
-        user = %me.user.username,
-        key = %info.prefix,
-        addr = %super::client_addr(&req)
-    );
-    let origin = super::origin(&req);
-    activity::record(&state.pool, me.user.id, Event::KeyCreated, &origin, &info.prefix).await;
-    notices::key_changed(
-        &state,
-        &me.user,
-        KeyNotice::Created,
-        &info.name,
-        &info.prefix,
-        &origin.address,
-        None,
-    );
+    tracing::info!(target: "keyward::audit", event = "key_created", user = %me.user.username, key = %info.prefix, addr = %super::client_addr(&req));
+    key_event(&req, &state, &me, KeyNotice::Created, &info, None).await;
     render(
         StatusCode::OK,
         &KeyCreatedPage {
@@ -540,17 +524,8 @@ async fn rotate(
     };
     let retires = old.retires_at.map(exact).unwrap_or_default();
     tracing::info!(target: "keyward::audit", event = "key_rotated", user = %me.user.username, key = %old.prefix, new_key = %new.prefix, addr = %super::client_addr(&req));
-    let origin = super::origin(&req);
-    activity::record(&state.pool, me.user.id, Event::KeyRotated, &origin, &old.prefix).await;
-    notices::key_changed(
-        &state,
-        &me.user,
-        KeyNotice::Rotated,
-        &old.name,
-        &old.prefix,
-        &origin.address,
-        Some(format!("New key: {}, old key works until {retires}", new.prefix)),
-    );
+    let extra = format!("New key: {}, old key works until {retires}", new.prefix);
+    key_event(&req, &state, &me, KeyNotice::Rotated, &old, Some(extra)).await;
     render(
         StatusCode::OK,
         &KeyCreatedPage {
@@ -628,29 +603,34 @@ async fn delete(
     if !keys::delete(&state.pool, &state.verifier, me.user.id, &id).await? {
         return Err(WebError::NotFound);
     }
-    tracing::info!(
-        target: "keyward::audit",
-        event = "key_deleted",
-        user = %me.user.username,
-        key = %key.prefix,
-        addr = %super::client_addr(&req)
-    );
-    let origin = super::origin(&req);
-    activity::record(&state.pool, me.user.id, Event::KeyDeleted, &origin, &key.prefix).await;
-    notices::key_changed(
-        &state,
-        &me.user,
-        KeyNotice::Deleted,
-        &key.name,
-        &key.prefix,
-        &origin.address,
-        None,
-    );
+    tracing::info!(target: "keyward::audit", event = "key_deleted", user = %me.user.username, key = %key.prefix, addr = %super::client_addr(&req));
+    key_event(&req, &state, &me, KeyNotice::Deleted, &key, None).await;
     flash(
         &session,
         format!("Key \"{}\" ({}) was deleted. It no longer works.", key.name, key.prefix),
     );
     Ok(redirect("/keys"))
+}
+
+/// What follows a key created, rotated or deleted in the portal: the
+/// owner's activity log and a mail to the owner (the audit log line is the
+/// caller's, since each says something different).
+async fn key_event(
+    req: &HttpRequest,
+    state: &AppState,
+    me: &CurrentUser,
+    notice: KeyNotice,
+    key: &keys::KeyInfo,
+    extra: Option<String>,
+) {
+    let event = match notice {
+        KeyNotice::Created => Event::KeyCreated,
+        KeyNotice::Rotated => Event::KeyRotated,
+        KeyNotice::Deleted => Event::KeyDeleted,
+    };
+    let origin = super::origin(req);
+    activity::record(&state.pool, me.user.id, event, &origin, &key.prefix).await;
+    notices::key_changed(state, &me.user, notice, &key.name, &key.prefix, &origin.address, extra);
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
