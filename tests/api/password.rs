@@ -393,7 +393,9 @@ async fn a_weak_new_password_is_refused_with_a_message() {
 
 #[actix_web::test]
 async fn repeated_failed_logins_are_slowed_down_and_then_let_through() {
-    let app = spawn_app_with(|s| s.login_lockout_seconds = 1).await;
+    // A lock-out far longer than the test takes, however slow the machine
+    // (each failure costs an Argon2 hash): the clock is moved, not waited on.
+    let app = spawn_app_with(|s| s.login_lockout_seconds = 60).await;
     app.signed_up("alice").await;
     let attacker = browser();
     for _ in 0..5 {
@@ -408,7 +410,7 @@ async fn repeated_failed_logins_are_slowed_down_and_then_let_through() {
     assert!(retry >= 1);
     assert!(throttled.text().await.unwrap().contains("Too many failed attempts"));
 
-    app.state.clock.advance(Duration::from_millis(2100));
+    app.state.clock.advance(Duration::from_secs(61));
     assert_eq!(
         app.login_with(&browser(), "alice", PASSWORD).await.status(),
         StatusCode::SEE_OTHER,
