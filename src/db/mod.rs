@@ -57,14 +57,21 @@ impl DatabaseUrl {
         matches!(self, Self::Postgres(_))
     }
 
-    /// A description safe for logs (no password).
+    /// A description safe for logs: no user, no password, and no query
+    /// string (libpq takes `?password=…` there too).
     pub fn redacted(&self) -> String {
         match self {
             Self::Sqlite(p) => format!("sqlite:{p}"),
-            Self::Postgres(u) => match (u.find("://"), u.rfind('@')) {
-                (Some(s), Some(at)) if at > s => format!("{}://…@{}", &u[..s], &u[at + 1..]),
-                _ => u.clone(),
-            },
+            Self::Postgres(u) => {
+                let (base, query) = match u.split_once('?') {
+                    Some((base, _)) => (base, "?…"),
+                    None => (u.as_str(), ""),
+                };
+                match (base.find("://"), base.rfind('@')) {
+                    (Some(s), Some(at)) if at > s => format!("{}://…@{}{query}", &base[..s], &base[at + 1..]),
+                    _ => format!("{base}{query}"),
+                }
+            }
         }
     }
 }
@@ -299,4 +306,31 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
         e,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn a_redacted_url_shows_no_credentials_wherever_they_are() {
+        let shown = |u: &str| DatabaseUrl::Postgres(u.to_owned()).redacted();
+        assert_eq!(
+            shown("postgres://u:s3cret@db.example/keys"),
+            "postgres://…@db.example/keys"
+        );
+        assert_eq!(
+            shown("postgres://db.example/keys?user=u&password=s3cret"),
+            "postgres://db.example/keys?…"
+        );
+        assert_eq!(
+            shown("postgres://u@db.example/keys?password=s3cret"),
+            "postgres://…@db.example/keys?…"
+        );
+        assert_eq!(
+            shown("postgres://u:p@ss@db.example/keys"),
+            "postgres://…@db.example/keys"
+        );
+        assert_eq!(shown("postgres://db.example/keys"), "postgres://db.example/keys");
+    }
 }

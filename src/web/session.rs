@@ -97,10 +97,11 @@ fn still_active(req: &HttpRequest, state: &AppState) -> bool {
     let session = req.get_session();
     let now = state.clock.now().and_utc().timestamp_millis();
     let idle = i64::try_from(state.settings.session_idle().as_millis()).unwrap_or(i64::MAX);
-    if let Ok(Some(seen)) = session.get::<i64>(LAST_VISIT) {
-        if now.saturating_sub(seen) > idle {
-            return false;
-        }
+    // Every login records a visit (`log_in`): a session without one (a
+    // cookie from before this check, a damaged one) is treated as idle.
+    match session.get::<i64>(LAST_VISIT) {
+        Ok(Some(seen)) if now.saturating_sub(seen) <= idle => {}
+        _ => return false,
     }
     // A failed write only means the next visit is judged by an older one.
     let _ = session.insert(LAST_VISIT, now);
