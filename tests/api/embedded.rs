@@ -32,7 +32,6 @@ fn example_binary() -> Option<PathBuf> {
 struct Example {
     child: Child,
     base: String,
-    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -48,56 +47,14 @@ impl Example {
     async fn start(binary: &Path, database_url: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("protect_routes.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .current_dir(dir.path())
             .env("DATABASE_URL", database_url)
             .env("PROTECT_ROUTES_BIND", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("the protect_routes example starts");
-        let mut example = Self {
-            child,
-            base: String::new(),
-            log,
-            _dir: dir,
-        };
-        example.base = example.announced_address().await;
-        example
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The address it prints once it listens (`listening on http://…`).
-    async fn announced_address(&mut self) -> String {
-        const LINE: &str = "listening on ";
-        let start = Instant::now();
-        loop {
-            if let Some(at) = self
-                .logs()
-                .lines()
-                .find_map(|l| l.split_once(LINE).map(|(_, a)| a.trim().to_owned()))
-            {
-                return at;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "protect_routes exited ({status}) before listening; logs:\n{}",
-                    self.logs()
-                );
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "protect_routes did not say where it listens (an old build? \
-                 cargo build --example protect_routes); logs:\n{}",
-                self.logs()
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
+            .stdin(Stdio::null());
+        let (child, base) = spawn_announcing(&mut command, &log, "listening on ").await;
+        Self { child, base, _dir: dir }
     }
 
     async fn get(&self, path: &str, key: &str) -> StatusCode {

@@ -361,6 +361,52 @@ impl TestApp {
     }
 }
 
+/// Starts `command` with its output appended to `log` and waits for the
+/// line where it says it listens (`marker` followed by its address): read
+/// from its stdout as it is written, so nothing polls. Panics with the log
+/// if it exits first or says nothing within 30 s. For the keyward binary
+/// and the protect_routes example, both started on port 0.
+pub async fn spawn_announcing(
+    command: &mut std::process::Command,
+    log: &std::path::Path,
+    marker: &'static str,
+) -> (std::process::Child, String) {
+    use std::io::{BufRead as _, Write as _};
+    let file = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("the log file")
+    };
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(file()))
+        .spawn()
+        .expect("the program starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (said, heard) = tokio::sync::oneshot::channel::<String>();
+    let mut copy = file();
+    std::thread::spawn(move || {
+        let mut said = Some(said);
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(copy, "{line}");
+            if let Some((_, address)) = line.split_once(marker) {
+                if let Some(said) = said.take() {
+                    let _ = said.send(address.trim().to_owned());
+                }
+            }
+        }
+    });
+    let logs = || std::fs::read_to_string(log).unwrap_or_default();
+    match actix_web::rt::time::timeout(std::time::Duration::from_secs(30), heard).await {
+        Ok(Ok(address)) => (child, address),
+        Ok(Err(_)) => panic!("it exited before saying where it listens; logs:\n{}", logs()),
+        Err(_) => panic!("it did not say where it listens within 30 s; logs:\n{}", logs()),
+    }
+}
+
 /// The real `keyward` binary on a free loopback port, with its data (and
 /// working) directory and its output in `keyward.log` there; killed when
 /// dropped, even if the test fails.
@@ -409,7 +455,8 @@ impl Binary {
     ) -> Self {
         use std::process::{Command, Stdio};
         let log = dir.join("keyward.log");
-        let out = std::fs::File::create(&log).unwrap();
+        // A fresh log for this run.
+        std::fs::File::create(&log).unwrap();
         let mut command = match umask {
             None => Command::new(env!("CARGO_BIN_EXE_keyward")),
             Some(mask) => {
@@ -434,28 +481,21 @@ impl Binary {
         for (name, value) in env {
             command.env(name, value);
         }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("the keyward binary starts");
-        let mut binary = Self {
+        let (child, base) = spawn_announcing(command.stdin(Stdio::null()), &log, "Keyward listening on ").await;
+        let binary = Self {
             child,
-            base: String::new(),
+            base,
             log,
             _dir: owned,
         };
-        binary.base = binary.announced_address().await;
-        for _ in 0..200 {
-            if let Ok(res) = Client::new().get(binary.url("/healthz")).send().await {
-                if res.status() == StatusCode::OK {
-                    return binary;
-                }
-            }
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("keyward did not become healthy; logs:\n{}", binary.logs());
+        // It listens already: the request waits in the backlog if need be.
+        let health = Client::new().get(binary.url("/healthz")).send().await;
+        assert!(
+            health.as_ref().is_ok_and(|r| r.status() == StatusCode::OK),
+            "keyward is not healthy ({health:?}); logs:\n{}",
+            binary.logs()
+        );
+        binary
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -463,26 +503,32 @@ impl Binary {
     }
 
     /// Kills it and returns everything it wrote.
-    /// Stops it as a supervisor would (SIGTERM) and waits (up to 30 s)
-    /// for it to exit; returns how it exited.
+    /// Stops it as a supervisor would (SIGTERM) and waits for it to exit;
+    /// returns how it exited. A watchdog kills it after 30 s, and the test
+    /// then fails saying so.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
         let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &pid])
             .status()
             .expect("kill runs");
         assert!(sent.success());
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(30),
-                "no exit after SIGTERM; logs:\n{}",
-                self.logs()
+        let (exited, watched) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            let hung = matches!(
+                watched.recv_timeout(std::time::Duration::from_secs(30)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
             );
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+            if hung {
+                let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+            }
+            hung
+        });
+        let status = self.child.wait().expect("wait for keyward");
+        let _ = exited.send(());
+        let hung = watchdog.join().unwrap_or(true);
+        assert!(!hung, "no exit within 30 s of SIGTERM; logs:\n{}", self.logs());
+        status
     }
 
     pub fn stop(mut self) -> String {
@@ -494,32 +540,6 @@ impl Binary {
     /// Everything it wrote to stdout and stderr so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The address the binary prints once it listens (`Keyward listening
-    /// on http://…`). Panics with its logs if it exits first or says
-    /// nothing within 30 s.
-    async fn announced_address(&mut self) -> String {
-        const LINE: &str = "Keyward listening on ";
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(at) = self
-                .logs()
-                .lines()
-                .find_map(|l| l.split_once(LINE).map(|(_, a)| a.trim().to_owned()))
-            {
-                return at;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("keyward exited ({status}) before listening; logs:\n{}", self.logs());
-            }
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(30),
-                "keyward did not say where it listens; logs:\n{}",
-                self.logs()
-            );
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
     }
 
     pub async fn page(&self, client: &Client, path: &str) -> String {
