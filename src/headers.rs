@@ -11,8 +11,6 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 
-use crate::web::assets::CSP;
-
 /// The CSP of API answers: JSON is never rendered, so it only has to
 /// forbid everything, framing included, in a few bytes.
 pub const API_CSP: &str = "default-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
@@ -150,30 +148,41 @@ where
     }
 }
 
+/// The headers' values, checked once at compile time: `from_static`
+/// outside a constant checks its bytes on every call.
+mod values {
+    use actix_web::http::header::HeaderValue;
+    pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+    pub const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+    pub const API_CSP: HeaderValue = HeaderValue::from_static(super::API_CSP);
+    pub const PAGE_CSP: HeaderValue = HeaderValue::from_static(crate::web::assets::CSP);
+    pub const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
+    pub const DENY: HeaderValue = HeaderValue::from_static("DENY");
+    pub const SAME_ORIGIN: HeaderValue = HeaderValue::from_static("same-origin");
+    pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
+}
+
 fn add_security_headers(h: &mut header::HeaderMap, kind: Kind, hsts: bool) {
     if kind != Kind::Asset {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::CACHE_CONTROL, values::NO_STORE);
     }
     if kind == Kind::Proxy {
         return;
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, values::NOSNIFF);
     if kind == Kind::Api {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(API_CSP));
+        h.insert(header::CONTENT_SECURITY_POLICY, values::API_CSP);
     } else {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(header::CONTENT_SECURITY_POLICY, values::PAGE_CSP);
+        h.insert(header::REFERRER_POLICY, values::NO_REFERRER);
+        h.insert(header::X_FRAME_OPTIONS, values::DENY);
         h.insert(
             header::HeaderName::from_static("cross-origin-opener-policy"),
-            HeaderValue::from_static("same-origin"),
+            values::SAME_ORIGIN,
         );
     }
     if hsts {
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
+        h.insert(header::STRICT_TRANSPORT_SECURITY, values::HSTS);
     }
 }
 

@@ -75,7 +75,7 @@ const BUCKETS_NS: [u64; 19] = [
     1_000_000_000,
 ];
 
-const STRIPES: usize = 8;
+pub(crate) const STRIPES: usize = 8;
 
 /// One thread's share of every counter, alone on its cache lines.
 #[derive(Default)]
@@ -101,7 +101,7 @@ impl Default for Metrics {
     }
 }
 
-fn stripe_index() -> usize {
+pub(crate) fn stripe_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
@@ -159,8 +159,9 @@ impl Metrics {
         s.latency_sum_ns.fetch_add(ns, Relaxed);
     }
 
-    /// A call refused before any verification ran (no key, or a header
-    /// that is not text): counted, but not in the latency histogram.
+    /// A call refused before any lookup ran (no key, a header that is not
+    /// text, a key of the wrong shape or with a bad checksum): counted, but
+    /// not in the latency histogram.
     pub fn unverified(&self, outcome: Outcome) {
         self.stripe().outcomes[outcome as usize].fetch_add(1, Relaxed);
     }
@@ -259,7 +260,7 @@ fn render_into(out: &mut String, s: &Snapshot, g: Gauges) -> std::fmt::Result {
 
     writeln!(
         out,
-        "# HELP keyward_key_verification_duration_seconds Time to verify a presented key."
+        "# HELP keyward_key_verification_duration_seconds Time to verify a presented key of the right shape and checksum."
     )?;
     writeln!(out, "# TYPE keyward_key_verification_duration_seconds histogram")?;
     let mut cumulative = 0u64;

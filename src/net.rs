@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use actix_web::http::header::HeaderName;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest};
 use ipnet::IpNet;
 
@@ -47,14 +47,24 @@ impl TrustedProxies {
         if !self.contains(peer) {
             return peer;
         }
-        if !forwarded_for.is_empty() {
+        self.behind(peer, forwarded_for.iter().copied(), || real_ip)
+    }
+
+    /// `client` for a `peer` already known to be trusted (and canonical).
+    /// `X-Real-IP` is only read when there is no `X-Forwarded-For`.
+    fn behind<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
+        real_ip: impl FnOnce() -> Option<&'a [u8]>,
+    ) -> IpAddr {
+        let mut forwarded_for = forwarded_for.rev().peekable();
+        if forwarded_for.peek().is_some() {
             // Entries are read one by one from the right, as bytes: the
             // proxy's own (right-most) entry is read even when a client put
             // bytes that are not text further left.
             let mut last = peer;
             let entries = forwarded_for
-                .iter()
-                .rev()
                 .flat_map(|value| value.rsplit(|&b| b == b','))
                 .take(MAX_HOPS);
             for entry in entries {
@@ -69,7 +79,7 @@ impl TrustedProxies {
             // Every hop is a trusted proxy: the first one is the client.
             return last;
         }
-        real_ip
+        real_ip()
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| parse_entry(v.trim()))
             .unwrap_or(peer)
@@ -124,14 +134,14 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
     let peer = canonical(req.peer_addr()?.ip());
     let trusted = req.app_data::<web::Data<TrustedProxies>>();
-    // Headers are read only from a trusted proxy (this runs on every call).
+    // Headers are read only from a trusted proxy (this runs on every call),
+    // in place: nothing is collected or allocated.
     let Some(trusted) = trusted.filter(|t| t.contains(peer)) else {
         return Some(peer);
     };
     let headers = req.headers();
-    let forwarded: Vec<&[u8]> = headers.get_all(X_FORWARDED_FOR).map(|v| v.as_bytes()).collect();
-    let real_ip = headers.get(X_REAL_IP).map(|v| v.as_bytes());
-    Some(trusted.client(peer, &forwarded, real_ip))
+    let forwarded = headers.get_all(&X_FORWARDED_FOR).map(HeaderValue::as_bytes);
+    Some(trusted.behind(peer, forwarded, || headers.get(&X_REAL_IP).map(HeaderValue::as_bytes)))
 }
 
 /// The key the per-address limits count under: the address, but for IPv6

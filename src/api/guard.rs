@@ -94,44 +94,54 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status_code());
-        // The two refusals a flood of bad keys gets are fixed bytes.
-        let fixed = match self {
-            Self::MissingKey => Some((r#"Bearer realm="keyward""#, r#"{"error":"missing_key"}"#)),
-            Self::InvalidToken => Some((
-                r#"Bearer realm="keyward", error="invalid_token""#,
-                r#"{"error":"invalid_token"}"#,
-            )),
-            _ => None,
+        // The refusals a flood gets (bad keys, a key over its limit or
+        // used from elsewhere) are fixed bytes and headers, inserted
+        // directly: the builder's `insert_header` converts its argument and
+        // `from_static` checks its bytes on every call (~750 instructions
+        // together; BENCHMARKS.md, "Instructions per request").
+        const MISSING: HeaderValue = HeaderValue::from_static(r#"Bearer realm="keyward""#);
+        const INVALID: HeaderValue = HeaderValue::from_static(r#"Bearer realm="keyward", error="invalid_token""#);
+        let fixed = |body: &'static str| {
+            let mut res = HttpResponse::with_body(self.status_code(), body).map_into_boxed_body();
+            res.headers_mut().insert(JSON.0, JSON.1);
+            res
         };
-        if let Some((challenge, body)) = fixed {
-            return res
-                .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)))
-                .insert_header(JSON)
-                .body(body);
+        match self {
+            Self::MissingKey | Self::InvalidToken => {
+                let (challenge, body) = match self {
+                    Self::MissingKey => (MISSING, r#"{"error":"missing_key"}"#),
+                    _ => (INVALID, r#"{"error":"invalid_token"}"#),
+                };
+                let mut res = fixed(body);
+                res.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+                return res;
+            }
+            // A key driven far over its limit, or used from elsewhere, gets
+            // these on every call: fixed bytes too.
+            Self::AddressNotAllowed => return fixed(r#"{"error":"address_not_allowed"}"#),
+            Self::RateLimited(d) => {
+                let mut res = fixed(r#"{"error":"rate_limited"}"#);
+                let headers = res.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(d.retry_after_secs));
+                for (name, value) in rate_limit_headers(d) {
+                    headers.insert(name, value);
+                }
+                return res;
+            }
+            _ => {}
         }
-        let challenge = match self {
-            Self::MissingKey => Some(r#"Bearer realm="keyward""#.to_owned()),
-            Self::InvalidToken => Some(r#"Bearer realm="keyward", error="invalid_token""#.to_owned()),
-            Self::InsufficientScope(s) => Some(format!(
-                r#"Bearer realm="keyward", error="insufficient_scope", scope="{s}""#
-            )),
-            _ => None,
-        };
-        if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            res.insert_header((header::WWW_AUTHENTICATE, c));
+        let mut res = HttpResponse::build(self.status_code());
+        if let Self::InsufficientScope(s) = self {
+            let challenge = format!(r#"Bearer realm="keyward", error="insufficient_scope", scope="{s}""#);
+            if let Ok(c) = HeaderValue::from_str(&challenge) {
+                res.insert_header((header::WWW_AUTHENTICATE, c));
+            }
         }
         if let Self::Unavailable = self {
             res.insert_header((header::RETRY_AFTER, "1"));
         }
         if let Self::TooManyRequests = self {
             res.insert_header((header::RETRY_AFTER, "60"));
-        }
-        if let Self::RateLimited(d) = self {
-            res.insert_header((header::RETRY_AFTER, d.retry_after_secs));
-            for h in rate_limit_headers(d) {
-                res.insert_header(h);
-            }
         }
         let body = match self {
             Self::InsufficientScope(s) => ErrorJson {
@@ -200,42 +210,42 @@ fn presented_key(req: &HttpRequest) -> Result<&str, ApiError> {
 /// credential was checked. An `Authorization` header with another scheme
 /// (Basic, say) is not a key, and `X-API-Key` is then consulted.
 pub fn key_from_headers(headers: &header::HeaderMap) -> Result<&str, ApiError> {
-    let mut auth = headers.get_all(header::AUTHORIZATION);
+    const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
+    // Looked up by reference (an owned name is dropped after each lookup),
+    // trimmed as bytes, and only the token checked as UTF-8.
+    let mut auth = headers.get_all(&header::AUTHORIZATION);
     if let Some(v) = auth.next() {
         if auth.next().is_some() {
             return Err(ApiError::InvalidToken);
         }
-        let v = header_text(v)?;
-        // `Bearer <token>`, the scheme in any case, compared as bytes.
-        let b = v.as_bytes();
+        let b = v.as_bytes().trim_ascii();
+        // `Bearer <token>`, the scheme in any case.
         if b.len() >= 6 && b[..6].eq_ignore_ascii_case(b"bearer") && (b.len() == 6 || b[6] == b' ') {
-            // Byte 6 is an ASCII space (or the end), so 6 is a boundary.
-            let token = v[6..].trim();
+            let token = b[6..].trim_ascii();
             return if token.is_empty() {
                 Err(ApiError::MissingKey)
             } else {
-                Ok(token)
+                text(token)
             };
         }
+        // Another scheme is not a key, but it must still be text.
+        text(b)?;
     }
-    const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
-    let mut api_key = headers.get_all(X_API_KEY);
+    let mut api_key = headers.get_all(&X_API_KEY);
     if let Some(v) = api_key.next() {
         if api_key.next().is_some() {
             return Err(ApiError::InvalidToken);
         }
-        let v = header_text(v)?;
-        return if v.is_empty() { Err(ApiError::MissingKey) } else { Ok(v) };
+        let v = v.as_bytes().trim_ascii();
+        return if v.is_empty() { Err(ApiError::MissingKey) } else { text(v) };
     }
     Err(ApiError::MissingKey)
 }
 
-/// A header's value as trimmed text; bytes that are not UTF-8 make the key
-/// invalid (keys are ASCII, and `from_utf8` checks ASCII a word at a time).
-fn header_text(v: &HeaderValue) -> Result<&str, ApiError> {
-    std::str::from_utf8(v.as_bytes())
-        .map(str::trim)
-        .map_err(|_| ApiError::InvalidToken)
+/// Header bytes as text; bytes that are not UTF-8 make the key invalid
+/// (keys are ASCII).
+fn text(b: &[u8]) -> Result<&str, ApiError> {
+    std::str::from_utf8(b).map_err(|_| ApiError::InvalidToken)
 }
 
 /// Refused keys logged one by one per second and worker thread, at most.

@@ -115,44 +115,89 @@ impl Serialize for ScopeList<'_> {
     )
 )]
 pub(crate) async fn whoami(key: ApiKey) -> HttpResponse {
-    HttpResponse::Ok().insert_header(JSON).body(whoami_body(&key))
+    json_ok(whoami_body(&key))
 }
 
-/// Written by hand from the cached key, in one allocation: the same JSON
-/// `Whoami` serialises to (a test compares them), at a fraction of serde's
-/// cost per call (BENCHMARKS.md, "Instructions per request").
-fn whoami_body(key: &keys::VerifiedKey) -> String {
-    let mut body = String::with_capacity(160 + key.name().len());
-    body.push_str(r#"{"user":"#);
-    json_str(&mut body, key.username());
-    // The id and the prefix are base62 and `_` by construction (a valid
-    // key's own characters): nothing to escape.
-    body.push_str(r#","key":{"id":""#);
-    body.push_str(key.key_id());
-    body.push_str(r#"","name":"#);
-    json_str(&mut body, key.name());
-    body.push_str(r#","prefix":""#);
-    body.push_str(key.prefix());
-    body.push_str(r#"","scopes":["#);
-    for (i, scope) in key.scopes().enumerate() {
-        if i > 0 {
-            body.push(',');
+/// 200 with a JSON body, its one header inserted directly: the builder's
+/// `insert_header` converts its argument on every call (~230 instructions).
+fn json_ok(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
+    let mut res = HttpResponse::with_body(actix_web::http::StatusCode::OK, body).map_into_boxed_body();
+    res.headers_mut().insert(JSON.0, JSON.1);
+    res
+}
+
+/// Written by hand from the cached key: the same JSON `Whoami` serialises
+/// to (a test compares them), at a fraction of serde's cost per call
+/// (BENCHMARKS.md, "Instructions per request"). Written into this worker's
+/// buffer and split off it, so that a call allocates nothing: the buffer
+/// is shared by the bodies in flight and replaced when used up.
+fn whoami_body(key: &keys::VerifiedKey) -> actix_web::web::Bytes {
+    thread_local! {
+        // Bodies are ~200 bytes: a buffer serves about 80 of them.
+        static BUFFER: std::cell::RefCell<actix_web::web::BytesMut> =
+            std::cell::RefCell::new(actix_web::web::BytesMut::with_capacity(16 * 1024));
+    }
+    BUFFER.with(|buffer| {
+        let mut body = buffer.borrow_mut();
+        let (username, name) = (key.username(), key.name());
+        // Enough unless a name needs escaping (then it grows as it goes).
+        body.reserve(256 + username.len() + name.len());
+        // The id and the prefix are base62 and `_` by construction (a valid
+        // key's own characters): nothing to escape. Names and usernames
+        // rarely need it: then the quotes go with the fixed text, in as
+        // few appends as the JSON allows.
+        if needs_escape(username) || needs_escape(name) {
+            body.extend_from_slice(br#"{"user":"#);
+            json_str(&mut body, username);
+            body.extend_from_slice(br#","key":{"id":""#);
+            body.extend_from_slice(key.key_id().as_bytes());
+            body.extend_from_slice(br#"","name":"#);
+            json_str(&mut body, name);
+            body.extend_from_slice(br#","prefix":""#);
+        } else {
+            body.extend_from_slice(br#"{"user":""#);
+            body.extend_from_slice(username.as_bytes());
+            body.extend_from_slice(br#"","key":{"id":""#);
+            body.extend_from_slice(key.key_id().as_bytes());
+            body.extend_from_slice(br#"","name":""#);
+            body.extend_from_slice(name.as_bytes());
+            body.extend_from_slice(br#"","prefix":""#);
         }
-        json_str(&mut body, scope);
-    }
-    body.push_str(r#"],"expires_at":"#);
-    match key.expires_at() {
-        Some(t) => json_str(&mut body, &rfc3339(t)),
-        None => body.push_str("null"),
-    }
-    body.push_str("}}");
-    body
+        body.extend_from_slice(key.prefix().as_bytes());
+        body.extend_from_slice(br#"","scopes":["#);
+        // Scopes are stored space-separated and never contain a space: the
+        // JSON list is that text with each space turned into `","`.
+        let scopes = key.scopes_joined();
+        if needs_escape(scopes) {
+            for (i, scope) in key.scopes().enumerate() {
+                if i > 0 {
+                    body.extend_from_slice(b",");
+                }
+                json_str(&mut body, scope);
+            }
+        } else if !scopes.is_empty() {
+            body.extend_from_slice(b"\"");
+            for (i, scope) in scopes.as_bytes().split(|&b| b == b' ').enumerate() {
+                if i > 0 {
+                    body.extend_from_slice(br#"",""#);
+                }
+                body.extend_from_slice(scope);
+            }
+            body.extend_from_slice(b"\"");
+        }
+        body.extend_from_slice(br#"],"expires_at":"#);
+        match key.expires_at() {
+            Some(t) => json_str(&mut body, &rfc3339(t)),
+            None => body.extend_from_slice(b"null"),
+        }
+        body.extend_from_slice(b"}}");
+        body.split().freeze()
+    })
 }
 
-/// `s` as a JSON string. Text with nothing to escape (usernames, scopes,
-/// most names) is copied as it is; the rest goes through serde_json.
-fn json_str(out: &mut String, s: &str) {
-    // One table lookup per byte, with no branch per byte.
+/// Whether `s` has a byte a JSON string must escape. One table lookup per
+/// byte, with no branch per byte.
+fn needs_escape(s: &str) -> bool {
     static ESCAPED: [bool; 256] = {
         let mut t = [false; 256];
         let mut b = 0;
@@ -162,13 +207,19 @@ fn json_str(out: &mut String, s: &str) {
         }
         t
     };
-    if !s.bytes().fold(false, |any, b| any | ESCAPED[usize::from(b)]) {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
+    s.bytes().fold(false, |any, b| any | ESCAPED[usize::from(b)])
+}
+
+/// `s` as a JSON string. Text with nothing to escape (usernames, scopes,
+/// most names) is copied as it is; the rest goes through serde_json.
+fn json_str(out: &mut actix_web::web::BytesMut, s: &str) {
+    if needs_escape(s) {
         // Writing a `str` to a `String` cannot fail.
-        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned()));
+        out.extend_from_slice(serde_json::to_string(s).unwrap_or_default().as_bytes());
+    } else {
+        out.extend_from_slice(b"\"");
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b"\"");
     }
 }
 
@@ -181,7 +232,7 @@ fn json_str(out: &mut String, s: &str) {
     responses((status = 200, description = "Always", body = openapi::StatusJson))
 )]
 pub(crate) async fn ping() -> HttpResponse {
-    HttpResponse::Ok().insert_header(JSON).body(r#"{"status":"ok"}"#)
+    json_ok(r#"{"status":"ok"}"#)
 }
 
 /// `GET /metrics`: the guard's counters in the Prometheus text format,
@@ -359,8 +410,8 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 /// which cost the hot path ~900 instructions (BENCHMARKS.md, "Instructions
 /// per request"). The most called routes come first.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/v1/whoami").route(web::get().to(whoami)))
-        .service(web::resource("/api/v1/ping").route(web::get().to(ping)))
+    cfg.service(get_only("/api/v1/whoami", whoami))
+        .service(get_only("/api/v1/ping", ping))
         .service(web::resource("/auth/verify").route(web::route().to(forward_auth::verify)))
         .service(
             web::resource("/api/v1/keys")
@@ -372,7 +423,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(RequireScope::new("keys:write"))
                 .route(web::delete().to(delete_key)),
         )
-        .service(web::resource("/api/v1/openapi.json").route(web::get().to(openapi::document)))
+        .service(get_only("/api/v1/openapi.json", openapi::document))
         .service(
             web::resource("/api/v1/leaks/github")
                 .app_data(web::PayloadConfig::new(leaks::BODY_LIMIT))
@@ -383,9 +434,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .app_data(web::PayloadConfig::new(leaks::BODY_LIMIT))
                 .route(web::post().to(leaks::revoke)),
         )
-        .service(web::resource("/metrics").route(web::get().to(metrics)))
+        .service(get_only("/metrics", metrics))
         // Anything else under the API answers JSON, not the portal's page.
         .service(web::resource(["/api/v1", "/api/v1/{tail:.*}"]).to(not_found));
+}
+
+/// `path` answering GET (and HEAD, which `headers::EveryResponse` turns
+/// into GET) with `handler`, and any other method with 405 and `Allow`.
+/// Not `web::get()`: actix's method guard records each method it tries in
+/// the request's extensions, for the `Allow` of a 405, which is an
+/// allocation and a map insert on every call, ~550 instructions
+/// (BENCHMARKS.md, "Instructions per request").
+fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::route().guard(IsGet).to(handler))
+        .default_service(web::to(get_only_refused))
+}
+
+/// A method guard that records nothing: see `get_only`.
+struct IsGet;
+
+impl actix_web::guard::Guard for IsGet {
+    fn check(&self, ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+        ctx.head().method == actix_web::http::Method::GET
+    }
+}
+
+/// 405 for a `get_only` path (`headers` adds HEAD to the `Allow`).
+async fn get_only_refused() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "GET"))
+        .finish()
 }
 
 #[cfg(test)]
@@ -425,8 +509,9 @@ mod tests {
             })
             .unwrap();
             let body = whoami_body(&key);
-            let got: serde_json::Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(got, expected, "{body}");
+            let got: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let text = String::from_utf8_lossy(&body);
+            assert_eq!(got, expected, "{text}");
         }
     }
 }

@@ -203,9 +203,8 @@ pub fn parse_parts(key: &str) -> Result<KeyParts<'_>, FormatError> {
 }
 
 /// A presented key of the right shape whose checksum is not checked yet.
-/// The verifier's per-thread cache answers from this: when the id is cached
-/// as known, a matching SHA-256 of the whole key proves it (checksum
-/// included), so the CRC is only computed for keys that go further.
+/// The verifier checks the checksum (`checksum_ok`) before anything else,
+/// so a typo never costs a SHA-256, a clock read or a cache lookup.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyShape<'a> {
     key: &'a str,
@@ -234,17 +233,28 @@ impl<'a> KeyShape<'a> {
         KeyDigest::of(self.key)
     }
 
-    /// Checks the checksum; the parts then carry the digest too.
-    pub fn checked(self) -> Result<KeyParts<'a>, FormatError> {
-        let body_len = self.key.len() - CHECK_LEN;
-        if checksum(&self.key[..body_len]).as_slice() != &self.key.as_bytes()[body_len..] {
-            return Err(FormatError::Checksum);
-        }
-        Ok(KeyParts {
+    /// Whether the last six characters are the checksum of the rest.
+    pub fn checksum_ok(&self) -> bool {
+        checksum_matches(self.key.as_bytes())
+    }
+
+    /// The parts, with the SHA-256 of the whole key, once `checksum_ok`
+    /// said yes.
+    pub fn into_parts(self) -> KeyParts<'a> {
+        KeyParts {
             id: self.id(),
             display_prefix: self.display_prefix(),
             digest: self.digest(),
-        })
+        }
+    }
+
+    /// Checks the checksum; the parts then carry the digest too.
+    pub fn checked(self) -> Result<KeyParts<'a>, FormatError> {
+        if self.checksum_ok() {
+            Ok(self.into_parts())
+        } else {
+            Err(FormatError::Checksum)
+        }
     }
 }
 
@@ -259,31 +269,80 @@ static ALNUM: [bool; 256] = {
     t
 };
 
-/// The shape of a presented key alone: lengths and alphabets, no checksum.
-pub fn parse_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
-    // Every part but the tag has a fixed length, so the length of the whole
-    // gives the tag's: `{tag}_{id:8}_{secret:32}{check:6}`. Checked by
-    // position rather than by splitting: this runs on every API call.
+/// The tag's length, from the key's: every part but the tag has a fixed
+/// length (`{tag}_{id:8}_{secret:32}{check:6}`).
+fn tag_len(key: &[u8]) -> Option<usize> {
     const FIXED: usize = 1 + ID_LEN + 1 + SECRET_LEN + CHECK_LEN;
-    let bytes = key.as_bytes();
-    let Some(tag_len) = bytes.len().checked_sub(FIXED).filter(|n| (2..=8).contains(n)) else {
-        return Err(FormatError::Shape);
-    };
+    key.len().checked_sub(FIXED).filter(|n| (2..=8).contains(n))
+}
+
+/// Whether each part has its alphabet and the separators sit where they
+/// should. Checked by position rather than by splitting: this runs on
+/// every API call.
+fn alphabet_ok(bytes: &[u8], tag_len: usize) -> bool {
     let (tag, rest) = bytes.split_at(tag_len);
     let id = &rest[1..=ID_LEN];
     let tail = &rest[ID_LEN + 2..];
     // One table lookup per byte, with no branch per byte.
     let alnum = |part: &[u8]| part.iter().fold(true, |ok, &b| ok & ALNUM[usize::from(b)]);
-    if !tag.iter().all(u8::is_ascii_lowercase)
-        || rest[0] != b'_'
-        || rest[ID_LEN + 1] != b'_'
-        || !(alnum(id) & alnum(tail))
-    {
+    tag.iter().all(u8::is_ascii_lowercase) && rest[0] == b'_' && rest[ID_LEN + 1] == b'_' && alnum(id) & alnum(tail)
+}
+
+/// The shape of a presented key alone: lengths and alphabets, no checksum.
+pub fn parse_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
+    match tag_len(key.as_bytes()) {
+        // Only ASCII is accepted, so every slice of the key taken later is
+        // at char boundaries.
+        Some(tag_len) if alphabet_ok(key.as_bytes(), tag_len) => Ok(KeyShape { key, tag_len }),
+        _ => Err(FormatError::Shape),
+    }
+}
+
+/// `parse_shape` and the checksum, the checksum first: it is computed on
+/// the raw bytes (a CRC costs less than the alphabet check), so a typo or
+/// a made-up key is refused at the least cost. What the verifier runs.
+pub fn parse_checked_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
+    let bytes = key.as_bytes();
+    let Some(tag_len) = tag_len(bytes) else {
+        return Err(FormatError::Shape);
+    };
+    if !checksum_matches(bytes) {
+        return Err(FormatError::Checksum);
+    }
+    if !alphabet_ok(bytes, tag_len) {
         return Err(FormatError::Shape);
     }
-    // Only ASCII was accepted above, so every slice above is at char
-    // boundaries.
     Ok(KeyShape { key, tag_len })
+}
+
+/// Base62 digit values; 255 for any other byte.
+static DIGIT: [u8; 256] = {
+    let mut t = [255u8; 256];
+    let mut i = 0;
+    while i < 62 {
+        t[BASE62[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Whether the last six bytes are the checksum of the rest, compared by
+/// reading them as a base62 number rather than writing the CRC out in
+/// base62 (six multiplications instead of six divisions). The same test
+/// as `checksum(body) == check`: a CRC is below 62^6, so its six digits
+/// are unique.
+fn checksum_matches(key: &[u8]) -> bool {
+    let Some(body_len) = key.len().checked_sub(CHECK_LEN) else {
+        return false;
+    };
+    let mut n = 0u64;
+    let mut all_digits = true;
+    for &b in &key[body_len..] {
+        let d = DIGIT[usize::from(b)];
+        all_digits &= d != 255;
+        n = n * 62 + u64::from(d);
+    }
+    all_digits && n == u64::from(crc32fast::hash(&key[..body_len]))
 }
 
 /// Whether `s` looks like a key id (used to 404 early on bad URLs).
@@ -294,6 +353,28 @@ pub fn is_key_id(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checksum_read_back_agrees_with_the_checksum_written_out() {
+        for _ in 0..200 {
+            let key = generate(&tag()).key.expose().to_owned();
+            let body_len = key.len() - CHECK_LEN;
+            assert!(checksum_matches(key.as_bytes()));
+            assert!(parse_checked_shape(&key).is_ok());
+            // Any other last character is refused, by both tests alike.
+            for &c in BASE62.iter().chain(b"_-!") {
+                let mut other = key.clone().into_bytes();
+                other[key.len() - 1] = c;
+                let expected = checksum(&key[..body_len]).as_slice() == &other[body_len..];
+                assert_eq!(checksum_matches(&other), expected);
+            }
+        }
+        assert!(!checksum_matches(b"12345"));
+        assert_eq!(
+            parse_checked_shape("kw_AbCd1234_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA000000").unwrap_err(),
+            FormatError::Checksum
+        );
+    }
 
     fn tag() -> KeyTag {
         KeyTag::parse("kw").unwrap()

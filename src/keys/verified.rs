@@ -162,6 +162,10 @@ impl VerifiedKey {
     pub fn scopes(&self) -> impl Iterator<Item = &str> + Clone + '_ {
         self.part(4).split(' ').filter(|s| !s.is_empty())
     }
+    /// The key's scopes separated by single spaces, as stored.
+    pub fn scopes_joined(&self) -> &str {
+        self.part(4)
+    }
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes().any(|s| s == scope)
     }
@@ -203,6 +207,7 @@ mod tests {
             ("AbCd1234", "alice", "ci – prod", "kw_AbCd1234")
         );
         assert!(k.scopes().eq(["keys:read", "read"]));
+        assert_eq!(k.scopes_joined(), "keys:read read");
         assert!(k.has_scope("read") && !k.has_scope("write") && !k.has_scope(""));
         let none = VerifiedKey::new(
             "AbCd1234",

@@ -74,6 +74,19 @@ pub struct Refusal {
     pub count: u64,
 }
 
+/// A refusal as one stripe keeps it: the time in microseconds, converted
+/// to a date only when a page asks.
+#[derive(Clone, Debug)]
+struct Noted {
+    at: i64,
+    reason: &'static str,
+    address: Option<IpAddr>,
+    count: u64,
+}
+
+/// One stripe's refusals, by key id.
+type RefusalLog = std::collections::HashMap<KeyId, std::collections::VecDeque<Noted>>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// Malformed, bad checksum, unknown, expired or deleted: callers are
@@ -210,8 +223,10 @@ pub struct Verifier {
     /// Added to the clock: tests and drills move time forward (an expiry,
     /// a grace period, a rate limit refilling) without waiting.
     skew_micros: std::sync::atomic::AtomicI64,
-    /// The last refusals of restricted keys, by id, on this instance.
-    refusals: std::sync::Mutex<std::collections::HashMap<KeyId, std::collections::VecDeque<Refusal>>>,
+    /// The last refusals of restricted keys, by id, on this instance, kept
+    /// per thread stripe (as the metrics are): a flood of refused calls
+    /// takes no lock another worker wants.
+    refusals: [std::sync::Mutex<RefusalLog>; crate::metrics::STRIPES],
     /// Rate limiters of limited keys, by id: kept when a cached key is
     /// reloaded, so its count carries on.
     limiters: std::sync::Mutex<std::collections::HashMap<KeyId, Arc<restrictions::Limiter>>>,
@@ -236,7 +251,7 @@ impl Verifier {
             metrics: Metrics::default(),
             clock: None,
             skew_micros: std::sync::atomic::AtomicI64::new(0),
-            refusals: Default::default(),
+            refusals: std::array::from_fn(|_| Default::default()),
             limiters: Default::default(),
         }
     }
@@ -266,20 +281,22 @@ impl Verifier {
         self.skew_micros.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Notes a refusal of a valid key by its restrictions. Refusals of the
-    /// same kind from the same address within a second are counted in one
-    /// entry; the last 10 entries per key are kept.
-    fn note_refusal(&self, key_id: &str, reason: &'static str, client: Option<IpAddr>, at: NaiveDateTime) {
+    /// Notes a refusal of a valid key by its restrictions, at `at`
+    /// (microseconds). Refusals of the same kind from the same address
+    /// within a second are counted in one entry; the last 10 entries per
+    /// key and stripe are kept.
+    fn note_refusal(&self, key_id: &str, reason: &'static str, client: Option<IpAddr>, at: i64) {
         let Ok(id) = KeyId::try_from(key_id.as_bytes()) else {
             return;
         };
-        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let stripe = &self.refusals[crate::metrics::stripe_index()];
+        let mut map = stripe.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= 10_000 && !map.contains_key(&id) {
             map.clear();
         }
         let list = map.entry(id).or_default();
         if let Some(last) = list.back_mut() {
-            if last.reason == reason && last.address == client && at - last.at < Duration::seconds(1) {
+            if last.reason == reason && last.address == client && at - last.at < 1_000_000 {
                 last.count += 1;
                 return;
             }
@@ -287,7 +304,7 @@ impl Verifier {
         if list.len() == 10 {
             list.pop_front();
         }
-        list.push_back(Refusal {
+        list.push_back(Noted {
             at,
             reason,
             address: client,
@@ -295,15 +312,39 @@ impl Verifier {
         });
     }
 
-    /// The key's last refusals on this instance, newest first.
+    /// The key's last refusals on this instance, newest first: the
+    /// stripes' entries merged, those of one kind from one address within
+    /// a second counted together.
     pub fn recent_refusals(&self, key_id: &str) -> Vec<Refusal> {
         let Ok(id) = KeyId::try_from(key_id.as_bytes()) else {
             return Vec::new();
         };
-        let map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&id)
-            .map(|l| l.iter().rev().cloned().collect())
-            .unwrap_or_default()
+        let mut all: Vec<Noted> = Vec::new();
+        for stripe in &self.refusals {
+            let map = stripe.lock().unwrap_or_else(|p| p.into_inner());
+            all.extend(map.get(&id).into_iter().flatten().cloned());
+        }
+        all.sort_by_key(|n| n.at);
+        let mut merged: Vec<Noted> = Vec::with_capacity(all.len());
+        for n in all {
+            match merged.last_mut() {
+                Some(last) if last.reason == n.reason && last.address == n.address && n.at - last.at < 1_000_000 => {
+                    last.count += n.count;
+                }
+                _ => merged.push(n),
+            }
+        }
+        merged
+            .iter()
+            .rev()
+            .take(10)
+            .map(|n| Refusal {
+                at: chrono::DateTime::from_timestamp_micros(n.at).map_or_else(crate::time::now, |t| t.naive_utc()),
+                reason: n.reason,
+                address: n.address,
+                count: n.count,
+            })
+            .collect()
     }
 
     /// The limiter of key `id` at `per_minute`, kept from earlier loads.
@@ -393,8 +434,18 @@ impl Verifier {
     /// no header lookups. A key that must be read from the database comes
     /// back as a `Lookup`, parsed and hashed once: pass it to `look_up`.
     pub fn check(&self, presented: &str, client: impl FnOnce() -> Option<IpAddr>) -> Checked {
+        // Shape and checksum first: garbage and typos cost a pass over the
+        // bytes and a CRC, and never read the clock, a cache or the
+        // database. They are counted, but not timed.
+        let shape = match format::parse_checked_shape(presented) {
+            Ok(shape) => shape,
+            Err(_) => {
+                self.metrics.unverified(Outcome::Invalid);
+                return Checked::Done(Err(VerifyError::Invalid));
+            }
+        };
         let started = Instant::now();
-        match self.check_in_memory(presented, client, started) {
+        match self.check_in_memory(shape, client, started) {
             Ok(result) => {
                 self.count(&result, started);
                 Checked::Done(result)
@@ -426,31 +477,24 @@ impl Verifier {
         self.metrics.verification(outcome, started.elapsed());
     }
 
-    /// Decides from memory, or hands back what the database must answer.
+    /// Decides from memory, or hands back what the database must answer,
+    /// for a key whose shape and checksum are right.
     fn check_in_memory(
         &self,
-        presented: &str,
+        shape: format::KeyShape<'_>,
         client: impl FnOnce() -> Option<IpAddr>,
         started: Instant,
     ) -> Result<Result<Verified, VerifyError>, Lookup> {
-        // Shape first: garbage never reaches a cache or the database.
-        let Ok(shape) = format::parse_shape(presented) else {
-            return Ok(Err(VerifyError::Invalid));
-        };
         let id = shape.id_bytes();
         // Read before any cache: see `invalidations`.
         let epoch = self.invalidations.load(SeqCst);
         let local = local::get(self.id, id, epoch, started);
         if let Some(local::Entry::Unknown) = local {
-            // Refused whatever its checksum says.
+            // Refused before any SHA-256.
             self.metrics.cache(CacheEvent::NegativeHit);
             return Ok(Err(VerifyError::Invalid));
         }
-        // Then the checksum, before any SHA-256: a typo costs a CRC, and
-        // never reaches the shared caches or the database.
-        let Ok(parts) = shape.checked() else {
-            return Ok(Err(VerifyError::Invalid));
-        };
+        let parts = shape.into_parts();
         if let Some(local::Entry::Known(key)) = local {
             self.metrics.cache(CacheEvent::PositiveHit);
             return Ok(self.accept(parts.display_prefix, &parts.digest, key, client));
@@ -511,13 +555,13 @@ impl Verifier {
         let mut decision = None;
         if let Some(r) = k.restrictions() {
             if !r.allowed_ips.is_empty() && !client.is_some_and(|ip| r.allowed_ips.allows(ip)) {
-                self.note_refusal(k.key_id(), "address_not_allowed", client, self.now());
+                self.note_refusal(k.key_id(), "address_not_allowed", client, now);
                 return Err(VerifyError::AddressNotAllowed);
             }
             if let Some(limiter) = &r.limiter {
                 let d = limiter.check(now);
                 if !d.allowed {
-                    self.note_refusal(k.key_id(), "rate_limited", client, self.now());
+                    self.note_refusal(k.key_id(), "rate_limited", client, now);
                     return Err(VerifyError::RateLimited(d));
                 }
                 decision = Some(d);
