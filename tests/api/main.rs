@@ -20,5 +20,6 @@ mod password;
 mod pg;
 mod proxies;
 mod restrictions;
+mod shared_limits;
 mod shutdown;
 mod smoke;
