@@ -4,6 +4,8 @@ mod abuse;
 mod account_security;
 mod api;
 mod bad_input;
+mod balanced;
+mod balancer;
 mod cli;
 mod embedded;
 mod feed;
