@@ -52,15 +52,16 @@ fn read(conn: &mut DbConnection, items: &[(Limit, String)]) -> QueryResult<Vec<R
         .collect())
 }
 
-/// The rows of `items`, created when missing and locked until the
-/// transaction ends. Call inside one.
-fn lock(conn: &mut DbConnection, items: &[(Limit, String)], now: NaiveDateTime) -> QueryResult<Vec<Row>> {
+/// The rows of `items`, created when missing (with `create`: `now` is
+/// their start) and locked until the transaction ends. Call inside one.
+fn lock(conn: &mut DbConnection, items: &[(Limit, String)], create: Option<NaiveDateTime>) -> QueryResult<Vec<Row>> {
     let mut wanted: Vec<(&str, &str)> = items.iter().map(|(l, k)| (l.scope, k.as_str())).collect();
-    // One order for every instance: no two transactions wait on each
-    // other's rows in a circle.
+    // One order for every instance and every change: no two transactions
+    // wait on each other's rows in a circle.
     wanted.sort_unstable();
     wanted.dedup();
     for (scope, key) in &wanted {
+        let Some(now) = create else { break };
         let fresh = (
             t::scope.eq(*scope),
             t::key.eq(*key),
@@ -146,7 +147,7 @@ pub(crate) async fn check(
 pub(crate) async fn fail(pool: &Pool, items: Vec<(Limit, String)>, now: NaiveDateTime) -> anyhow::Result<()> {
     db::run(pool, move |conn| {
         Ok(conn.transaction(|conn| {
-            let rows = lock(conn, &items, now)?;
+            let rows = lock(conn, &items, Some(now))?;
             fail_locked(conn, &items, &rows, now)
         })?)
     })
@@ -162,7 +163,7 @@ pub(crate) async fn charge(
 ) -> anyhow::Result<Option<Duration>> {
     db::run(pool, move |conn| {
         Ok(conn.transaction(|conn| {
-            let rows = lock(conn, &items, now)?;
+            let rows = lock(conn, &items, Some(now))?;
             if let Some(wait) = rows.iter().filter_map(|r| r.failures().wait(now)).max() {
                 return Ok(Some(wait));
             }
@@ -173,28 +174,25 @@ pub(crate) async fn charge(
     .await
 }
 
-/// What a success does: clears some counts, refunds others.
-pub(crate) async fn settle(pool: &Pool, items: Vec<(Limit, String, Settle)>, now: NaiveDateTime) -> anyhow::Result<()> {
+/// What a success does: clears some counts, refunds others (rows that
+/// do not exist are left so).
+pub(crate) async fn settle(pool: &Pool, items: Vec<(Limit, String, Settle)>) -> anyhow::Result<()> {
     db::run(pool, move |conn| {
         Ok(conn.transaction(|conn| {
-            let refunds: Vec<(Limit, String)> = items
-                .iter()
-                .filter(|(_, _, how)| matches!(how, Settle::Refund))
-                .map(|(l, k, _)| (*l, k.clone()))
-                .collect();
-            for (limit, key, how) in &items {
-                if matches!(how, Settle::Clear) {
-                    diesel::delete(t::table.find((limit.scope, key))).execute(conn)?;
-                }
-            }
-            if !refunds.is_empty() {
-                for row in lock(conn, &refunds, now)? {
-                    let Some(limit) = limit_of(&refunds, &row) else {
-                        continue;
-                    };
-                    let mut f = row.failures();
-                    f.refund(limit);
-                    write(conn, &row, f)?;
+            let keys: Vec<(Limit, String)> = items.iter().map(|(l, k, _)| (*l, k.clone())).collect();
+            for row in lock(conn, &keys, None)? {
+                let Some((limit, _, how)) = items.iter().find(|(l, k, _)| l.scope == row.scope && *k == row.key) else {
+                    continue;
+                };
+                match how {
+                    Settle::Clear => {
+                        diesel::delete(t::table.find((&row.scope, &row.key))).execute(conn)?;
+                    }
+                    Settle::Refund => {
+                        let mut f = row.failures();
+                        f.refund(limit);
+                        write(conn, &row, f)?;
+                    }
                 }
             }
             diesel::QueryResult::Ok(())
@@ -210,7 +208,7 @@ pub(crate) async fn take(pool: &Pool, limit: Limit, key: String, now: NaiveDateT
         Ok(conn.transaction(|conn| {
             let items = [(limit, key)];
             let mut allowed = false;
-            for row in lock(conn, &items, now)? {
+            for row in lock(conn, &items, Some(now))? {
                 let mut f = row.failures();
                 allowed = f.take(now, &limit);
                 write(conn, &row, f)?;

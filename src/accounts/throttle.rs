@@ -317,9 +317,9 @@ async fn settle_all(items: &[(&LoginThrottle, String, Settle)]) -> anyhow::Resul
             items.iter().for_each(|(t, k, how)| t.memory_settle(k, *how));
             Ok(())
         }
-        (Store::Database(pool), clock) => {
+        (Store::Database(pool), _) => {
             let items = items.iter().map(|(t, k, how)| (t.limit, k.clone(), *how)).collect();
-            super::counters::settle(&pool, items, clock.now()).await
+            super::counters::settle(&pool, items).await
         }
     }
 }

@@ -70,6 +70,31 @@ async fn three_instances_on_one_postgres_allow_together_the_failed_logins_one_al
 }
 
 #[actix_web::test]
+async fn failed_logins_racing_on_three_instances_get_exactly_one_budget() {
+    let Some(url) = crate::pg::fresh_database_or_skip("failed_logins_racing_on_three_instances_get_exactly_one_budget")
+    else {
+        return;
+    };
+    let (a, b, c) = (instance(&url).await, instance(&url).await, instance(&url).await);
+    a.signed_up("alice").await;
+    let apps = [&a, &b, &c];
+    // 15 wrong guesses at once, 5 on each instance: every charge takes
+    // the rows' locks in turn, so exactly five are checked.
+    let guesses = (0..15).map(|n| {
+        let app = apps[n % 3];
+        async move {
+            app.login_with(&browser(), "alice", &format!("racing guess {n}"))
+                .await
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (5, 10), "{statuses:?}");
+}
+
+#[actix_web::test]
 async fn three_instances_on_one_postgres_share_the_reset_request_limits() {
     let Some(url) = crate::pg::fresh_database_or_skip("three_instances_share_the_reset_request_limits") else {
         return;
