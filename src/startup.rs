@@ -18,7 +18,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
-use crate::accounts::throttle::{LoginLimits, LoginThrottle, RateLimit};
+use crate::accounts::throttle::{LoginLimits, LoginThrottle, RateLimit, Store};
 use crate::config::Settings;
 use crate::keys::{LastUsed, Verifier};
 use crate::state::AppState;
@@ -75,33 +75,40 @@ impl Application {
         let mailer = Arc::new(crate::mail::Mailer::from_settings(&settings)?);
         tracing::info!(transport = mailer.describe(), "mail configured");
         let clock = crate::time::Clock::default();
+        // Memory on SQLite (one instance), the database on PostgreSQL:
+        // every instance then counts against one budget.
+        let counts = Store::for_database(&settings.database(), &pool);
+        let window = Duration::from_secs(settings.login_window_seconds);
+        let lockout = Duration::from_secs(settings.login_lockout_seconds);
+        let rate = |scope, max: u32, window: Duration| {
+            RateLimit::new(scope, max, window)
+                .with_clock(&clock)
+                .with_store(&counts)
+        };
         let state = web::Data::new(AppState {
             pool,
             settings: settings.clone(),
             verifier: verifier.clone(),
             scopes,
             mailer,
-            login_limits: LoginLimits::new(
-                settings.login_max_failures,
-                Duration::from_secs(settings.login_window_seconds),
-                Duration::from_secs(settings.login_lockout_seconds),
-            )
-            .with_clock(&clock),
-            reauth_throttle: LoginThrottle::new(
-                settings.login_max_failures,
-                Duration::from_secs(settings.login_window_seconds),
-                Duration::from_secs(settings.login_lockout_seconds),
-            )
-            .with_clock(&clock),
-            register_per_address: RateLimit::new(settings.registrations_per_hour as usize, Duration::from_secs(3600))
-                .with_clock(&clock),
+            login_limits: LoginLimits::new(settings.login_max_failures, window, lockout)
+                .with_clock(&clock)
+                .with_store(&counts),
+            reauth_throttle: LoginThrottle::new("reauth", settings.login_max_failures, window, lockout)
+                .with_clock(&clock)
+                .with_store(&counts),
+            register_per_address: rate(
+                "register:address",
+                settings.registrations_per_hour,
+                Duration::from_secs(3600),
+            ),
             cookie_key: key.clone(),
             totp_key: crate::accounts::totp::SealingKey::derive(key.master()),
             health: Default::default(),
             github_keys: settings.github_scanning_keys.clone().map(crate::leaks::GithubKeys::new),
-            revoke_per_address: RateLimit::new(30, Duration::from_secs(60)).with_clock(&clock),
-            reset_per_account: RateLimit::new(3, Duration::from_secs(15 * 60)).with_clock(&clock),
-            reset_per_address: RateLimit::new(30, Duration::from_secs(15 * 60)).with_clock(&clock),
+            revoke_per_address: rate("revoke:address", 30, Duration::from_secs(60)),
+            reset_per_account: rate("reset:account", 3, Duration::from_secs(15 * 60)),
+            reset_per_address: rate("reset:address", 30, Duration::from_secs(15 * 60)),
             clock,
         });
 
@@ -294,6 +301,14 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 if let Err(e) = db::run(&state.pool, move |conn| Ok(db::instances::prune(conn, old)?)).await {
                     tracing::warn!(error = ?e, "pruning dead instances failed");
                 }
+                let (before, now) = (state.clock.now() - throttle_memory(&state), state.clock.now());
+                let counts = db::run(&state.pool, move |conn| {
+                    Ok(crate::accounts::counters::prune(conn, before, now)?)
+                })
+                .await;
+                if let Err(e) = counts {
+                    tracing::warn!(error = ?e, "pruning throttle counts failed");
+                }
                 let orphans = db::run(&state.pool, |conn| Ok(crate::keys::store::prune_orphan_usage(conn)?)).await;
                 if let Err(e) = orphans {
                     tracing::warn!(error = ?e, "pruning use records failed");
@@ -305,6 +320,23 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             }
         }
     });
+}
+
+/// How long a throttle count may matter after its window began: the
+/// longest window of any limit (rows older than that are pruned).
+fn throttle_memory(state: &AppState) -> chrono::Duration {
+    let longest = [
+        state.login_limits.window(),
+        state.reauth_throttle.window(),
+        state.register_per_address.window(),
+        state.revoke_per_address.window(),
+        state.reset_per_account.window(),
+        state.reset_per_address.window(),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
+    chrono::Duration::from_std(longest).unwrap_or(chrono::Duration::days(1))
 }
 
 /// Removes keys past their grace period and sends the reminders that are

@@ -1,6 +1,7 @@
 //! Accounts: users, passwords, server-side sessions.
 
 pub mod common_passwords;
+pub mod counters;
 pub mod domain;
 pub mod password;
 pub mod reset;

@@ -1,6 +1,11 @@
-//! In-memory limits: login throttling and reset-request rate limits.
+//! Abuse limits: login throttling and the rate limits on reset requests,
+//! registrations and public revocations.
 //!
-//! Both are per instance and bounded in memory. A lock-out always ends by
+//! Where the counts live is the `Store`: in memory on SQLite (one instance
+//! per database file, so memory is the whole truth and costs nothing), in
+//! the database on PostgreSQL (`throttle_counters`, see `counters`), so
+//! that every instance on one database counts against one budget. Both
+//! stores apply the same rules (`Failures`). A lock-out always ends by
 //! itself, so an attacker can slow a victim's logins down but never lock
 //! them out for good. How the login limits combine, and why, is in
 //! docs/login-throttling.md.
@@ -9,36 +14,187 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDateTime;
+use sha2::{Digest as _, Sha256};
+
+use crate::db::Pool;
 use crate::time::Clock;
 
-/// Entries kept before stale ones are pruned.
+/// Entries kept in memory before stale ones are pruned.
 const MAX_ENTRIES: usize = 100_000;
 
-struct Failures {
-    count: u32,
-    window_start: Instant,
-    locked_until: Option<Instant>,
+/// Where the counts are kept.
+#[derive(Clone, Default)]
+pub enum Store {
+    /// In this process: right for one instance (SQLite).
+    #[default]
+    Memory,
+    /// In the database's `throttle_counters`, shared by every instance on
+    /// it (PostgreSQL).
+    Database(Pool),
 }
 
-/// After `max_failures` failures within `window`, further attempts are
-/// refused for `lockout`, doubling with each further failure (capped at the
-/// window). A success clears the record.
+impl Store {
+    /// Memory on SQLite, the database on PostgreSQL.
+    pub fn for_database(url: &crate::db::DatabaseUrl, pool: &Pool) -> Self {
+        if url.is_postgres() {
+            Self::Database(pool.clone())
+        } else {
+            Self::Memory
+        }
+    }
+}
+
+/// A point in time, as the two stores keep it: a monotonic `Instant` in
+/// memory, the calendar time in the database (shared between machines).
+pub(crate) trait Moment: Copy + Ord {
+    fn after(self, d: Duration) -> Self;
+    /// How long after `earlier` this is (zero if before it).
+    fn since(self, earlier: Self) -> Duration;
+}
+
+impl Moment for Instant {
+    fn after(self, d: Duration) -> Self {
+        self + d
+    }
+    fn since(self, earlier: Self) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+impl Moment for NaiveDateTime {
+    fn after(self, d: Duration) -> Self {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| self.checked_add_signed(d))
+            .unwrap_or(self)
+    }
+    fn since(self, earlier: Self) -> Duration {
+        (self - earlier).to_std().unwrap_or_default()
+    }
+}
+
+/// One limit: its name in the database and its figures.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limit {
+    /// The `scope` column: which limit a row counts for.
+    pub scope: &'static str,
+    /// Failures (or events) allowed within `window`.
+    pub max: u32,
+    pub window: Duration,
+    /// The first lock-out (failure limits only).
+    pub lockout: Duration,
+}
+
+/// The failures counted against one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Failures<T> {
+    pub count: u32,
+    pub window_start: T,
+    pub locked_until: Option<T>,
+}
+
+impl<T: Moment> Failures<T> {
+    pub fn new(now: T) -> Self {
+        Self {
+            count: 0,
+            window_start: now,
+            locked_until: None,
+        }
+    }
+
+    /// How long this key stays locked out, if it is.
+    pub fn wait(&self, now: T) -> Option<Duration> {
+        self.locked_until.filter(|u| *u > now).map(|u| u.since(now))
+    }
+
+    /// After `limit.max` failures within the window, further attempts are
+    /// refused for `limit.lockout`, doubling with each further failure
+    /// (capped at the window).
+    pub fn fail(&mut self, now: T, limit: &Limit) {
+        if now.since(self.window_start) > limit.window && self.locked_until.is_none_or(|u| u <= now) {
+            *self = Self::new(now);
+        }
+        self.count += 1;
+        if self.count >= limit.max {
+            let doublings = (self.count - limit.max).min(16);
+            let lock = limit
+                .lockout
+                .saturating_mul(1 << doublings)
+                .min(limit.window.max(limit.lockout));
+            self.locked_until = Some(now.after(lock));
+        }
+    }
+
+    /// Takes back one failure counted in advance.
+    pub fn refund(&mut self, limit: &Limit) {
+        self.count = self.count.saturating_sub(1);
+        if self.count < limit.max {
+            self.locked_until = None;
+        }
+    }
+
+    /// Counts one event of a rate limit: false (and nothing counted) when
+    /// `limit.max` events were already counted in the window that started
+    /// with the first of them.
+    pub fn take(&mut self, now: T, limit: &Limit) -> bool {
+        if now.since(self.window_start) >= limit.window {
+            *self = Self::new(now);
+        }
+        if self.count >= limit.max {
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+
+    /// Still worth keeping: its window or its lock-out is not over.
+    pub fn live(&self, now: T, window: Duration) -> bool {
+        now.since(self.window_start) < window || self.locked_until.is_some_and(|u| u > now)
+    }
+}
+
+/// What a success does to one count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Settle {
+    /// Forget it.
+    Clear,
+    /// Take back the failure charged in advance.
+    Refund,
+}
+
+/// A stand-in for a value that is not to be stored as it is (a device id,
+/// an email address): 128 bits of its SHA-256, in hex.
+pub fn digest(value: &str) -> String {
+    Sha256::digest(value.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A failure limit on one kind of key (a user, an address, …).
 pub struct LoginThrottle {
+    limit: Limit,
     clock: Clock,
-    entries: Mutex<HashMap<String, Failures>>,
-    max_failures: u32,
-    window: Duration,
-    lockout: Duration,
+    store: Store,
+    entries: Mutex<HashMap<String, Failures<Instant>>>,
 }
 
 impl LoginThrottle {
-    pub fn new(max_failures: u32, window: Duration, lockout: Duration) -> Self {
+    /// `scope` names it in the database; after `max_failures` failures
+    /// within `window`, a lock-out of `lockout` that doubles with each
+    /// further failure. Counted in memory until `with_store` says otherwise.
+    pub fn new(scope: &'static str, max_failures: u32, window: Duration, lockout: Duration) -> Self {
         Self {
+            limit: Limit {
+                scope,
+                max: max_failures.max(1),
+                window,
+                lockout,
+            },
             clock: Clock::default(),
+            store: Store::Memory,
             entries: Mutex::new(HashMap::new()),
-            max_failures: max_failures.max(1),
-            window,
-            lockout,
         }
     }
 
@@ -48,59 +204,122 @@ impl LoginThrottle {
         self
     }
 
-    /// `Err(wait)` while `key` is locked out.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = self.clock.instant();
-        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(key).and_then(|f| f.locked_until) {
-            Some(until) if until > now => Err(until - now),
-            _ => Ok(()),
-        }
+    /// The same throttle, counting in `store`.
+    pub fn with_store(mut self, store: &Store) -> Self {
+        self.store = store.clone();
+        self
     }
 
-    pub fn fail(&self, key: &str) {
-        let now = self.clock.instant();
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+    /// The counting window (what pruning keeps).
+    pub fn window(&self) -> Duration {
+        self.limit.window
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures<Instant>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn memory_wait(&self, key: &str, now: Instant) -> Option<Duration> {
+        self.memory().get(key).and_then(|f| f.wait(now))
+    }
+
+    fn memory_fail(&self, key: &str, now: Instant) {
+        let mut map = self.memory();
         if map.len() >= MAX_ENTRIES {
-            let window = self.window;
-            map.retain(|_, f| now.duration_since(f.window_start) < window || f.locked_until.is_some_and(|u| u > now));
+            let window = self.limit.window;
+            map.retain(|_, f| f.live(now, window));
         }
-        let f = map.entry(key.to_owned()).or_insert(Failures {
-            count: 0,
-            window_start: now,
-            locked_until: None,
-        });
-        if now.duration_since(f.window_start) > self.window && f.locked_until.is_none_or(|u| u <= now) {
-            *f = Failures {
-                count: 0,
-                window_start: now,
-                locked_until: None,
-            };
-        }
-        f.count += 1;
-        if f.count >= self.max_failures {
-            let doublings = (f.count - self.max_failures).min(16);
-            let lock = self
-                .lockout
-                .saturating_mul(1 << doublings)
-                .min(self.window.max(self.lockout));
-            f.locked_until = Some(now + lock);
-        }
+        map.entry(key.to_owned())
+            .or_insert_with(|| Failures::new(now))
+            .fail(now, &self.limit);
     }
 
-    pub fn succeed(&self, key: &str) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
-
-    /// Takes back one failure counted in advance (`LoginLimits::charge`)
-    /// for an attempt that succeeded.
-    pub fn refund(&self, key: &str) {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = map.get_mut(key) {
-            f.count = f.count.saturating_sub(1);
-            if f.count < self.max_failures {
-                f.locked_until = None;
+    fn memory_settle(&self, key: &str, how: Settle) {
+        let mut map = self.memory();
+        match how {
+            Settle::Clear => {
+                map.remove(key);
             }
+            Settle::Refund => {
+                if let Some(f) = map.get_mut(key) {
+                    f.refund(&self.limit);
+                }
+            }
+        }
+    }
+
+    /// `Some(wait)` while `key` is locked out.
+    pub async fn check(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+        check_all(&[(self, key.to_owned())]).await
+    }
+
+    pub async fn fail(&self, key: &str) -> anyhow::Result<()> {
+        fail_all(&[(self, key.to_owned())]).await
+    }
+
+    /// Forgets the failures of `key`.
+    pub async fn succeed(&self, key: &str) -> anyhow::Result<()> {
+        settle_all(&[(self, key.to_owned(), Settle::Clear)]).await
+    }
+}
+
+/// The store of a set of throttles (they are built with one).
+fn store_of<'a>(throttles: impl IntoIterator<Item = &'a LoginThrottle>) -> (Store, Clock) {
+    let first = throttles.into_iter().next().expect("at least one throttle");
+    (first.store.clone(), first.clock.clone())
+}
+
+fn in_database(items: &[(&LoginThrottle, String)]) -> Vec<(Limit, String)> {
+    items.iter().map(|(t, k)| (t.limit, k.clone())).collect()
+}
+
+/// The longest wait of `items` that are locked out.
+async fn check_all(items: &[(&LoginThrottle, String)]) -> anyhow::Result<Option<Duration>> {
+    match store_of(items.iter().map(|(t, _)| *t)) {
+        (Store::Memory, clock) => {
+            let now = clock.instant();
+            Ok(items.iter().filter_map(|(t, k)| t.memory_wait(k, now)).max())
+        }
+        (Store::Database(pool), clock) => super::counters::check(&pool, in_database(items), clock.now()).await,
+    }
+}
+
+async fn fail_all(items: &[(&LoginThrottle, String)]) -> anyhow::Result<()> {
+    match store_of(items.iter().map(|(t, _)| *t)) {
+        (Store::Memory, clock) => {
+            let now = clock.instant();
+            items.iter().for_each(|(t, k)| t.memory_fail(k, now));
+            Ok(())
+        }
+        (Store::Database(pool), clock) => super::counters::fail(&pool, in_database(items), clock.now()).await,
+    }
+}
+
+/// `check_all`, then (when nothing is locked) `fail_all`, at once: in one
+/// transaction on the database, whose rows stay locked in between.
+async fn charge_all(items: &[(&LoginThrottle, String)]) -> anyhow::Result<Option<Duration>> {
+    match store_of(items.iter().map(|(t, _)| *t)) {
+        (Store::Memory, clock) => {
+            let now = clock.instant();
+            if let Some(wait) = items.iter().filter_map(|(t, k)| t.memory_wait(k, now)).max() {
+                return Ok(Some(wait));
+            }
+            items.iter().for_each(|(t, k)| t.memory_fail(k, now));
+            Ok(None)
+        }
+        (Store::Database(pool), clock) => super::counters::charge(&pool, in_database(items), clock.now()).await,
+    }
+}
+
+async fn settle_all(items: &[(&LoginThrottle, String, Settle)]) -> anyhow::Result<()> {
+    match store_of(items.iter().map(|(t, _, _)| *t)) {
+        (Store::Memory, _) => {
+            items.iter().for_each(|(t, k, how)| t.memory_settle(k, *how));
+            Ok(())
+        }
+        (Store::Database(pool), _) => {
+            let items = items.iter().map(|(t, k, how)| (t.limit, k.clone(), *how)).collect();
+            super::counters::settle(&pool, items).await
         }
     }
 }
@@ -111,8 +330,9 @@ pub struct Attempt {
     username: String,
     /// The client's address.
     address: String,
-    /// The device id from a valid device cookie issued to this username
-    /// (see `web::device`): a browser that has logged into this account.
+    /// The digest of the device id from a valid device cookie issued to
+    /// this username (see `web::device`): a browser that has logged into
+    /// this account. Only its digest is kept, as a count's key.
     device: Option<String>,
 }
 
@@ -121,7 +341,7 @@ impl Attempt {
         Self {
             username: username.trim().to_ascii_lowercase().chars().take(64).collect(),
             address: crate::net::limit_key(address),
-            device,
+            device: device.as_deref().map(digest),
         }
     }
 }
@@ -147,29 +367,41 @@ impl LoginLimits {
     /// `max_failures` for a pair or a device; an account takes twice as
     /// many, an address four times as many.
     pub fn new(max_failures: u32, window: Duration, lockout: Duration) -> Self {
-        let limit = |factor: u32| LoginThrottle::new(max_failures.saturating_mul(factor), window, lockout);
+        let limit =
+            |scope, factor: u32| LoginThrottle::new(scope, max_failures.saturating_mul(factor), window, lockout);
         Self {
-            by_pair: limit(1),
-            by_address: limit(4),
-            by_username: limit(2),
-            by_device: limit(1),
+            by_pair: limit("login:pair", 1),
+            by_address: limit("login:address", 4),
+            by_username: limit("login:username", 2),
+            by_device: limit("login:device", 1),
+        }
+    }
+
+    fn each(self, f: impl Fn(LoginThrottle) -> LoginThrottle) -> Self {
+        Self {
+            by_pair: f(self.by_pair),
+            by_address: f(self.by_address),
+            by_username: f(self.by_username),
+            by_device: f(self.by_device),
         }
     }
 
     /// The same limits, timed by `clock` (the instance's).
-    pub fn with_clock(mut self, clock: &Clock) -> Self {
-        for t in [
-            &mut self.by_pair,
-            &mut self.by_address,
-            &mut self.by_username,
-            &mut self.by_device,
-        ] {
-            t.clock = clock.clone();
-        }
-        self
+    pub fn with_clock(self, clock: &Clock) -> Self {
+        self.each(|t| t.with_clock(clock))
     }
 
-    fn keys<'a>(&'a self, a: &Attempt) -> Vec<(&'a LoginThrottle, String)> {
+    /// The same limits, counting in `store`.
+    pub fn with_store(self, store: &Store) -> Self {
+        self.each(|t| t.with_store(store))
+    }
+
+    /// The counting window.
+    pub fn window(&self) -> Duration {
+        self.by_pair.window()
+    }
+
+    fn keys(&self, a: &Attempt) -> Vec<(&LoginThrottle, String)> {
         match &a.device {
             Some(device) => vec![(&self.by_device, format!("{}\n{device}", a.username))],
             None => vec![
@@ -180,57 +412,61 @@ impl LoginLimits {
         }
     }
 
-    /// `Err(wait)` while any limit that applies to this attempt is reached.
-    pub fn check(&self, a: &Attempt) -> Result<(), Duration> {
-        self.keys(a)
-            .iter()
-            .filter_map(|(t, k)| t.check(k).err())
-            .max()
-            .map_or(Ok(()), Err)
+    /// `Some(wait)` while any limit that applies to this attempt is reached.
+    pub async fn check(&self, a: &Attempt) -> anyhow::Result<Option<Duration>> {
+        check_all(&self.keys(a)).await
     }
 
-    pub fn failed(&self, a: &Attempt) {
-        self.keys(a).iter().for_each(|(t, k)| t.fail(k));
+    pub async fn failed(&self, a: &Attempt) -> anyhow::Result<()> {
+        fail_all(&self.keys(a)).await
     }
 
     /// `check`, then counts the attempt as a failure before any password
     /// is hashed: requests racing in together cannot all pass the check
     /// while the first ones are still hashing. `succeeded` takes it back.
-    pub fn charge(&self, a: &Attempt) -> Result<(), Duration> {
-        self.check(a)?;
-        self.failed(a);
-        Ok(())
+    /// `Some(wait)` (and nothing counted) while a limit is reached.
+    pub async fn charge(&self, a: &Attempt) -> anyhow::Result<Option<Duration>> {
+        charge_all(&self.keys(a)).await
     }
 
     /// Clears what concerns this account only; the address's count only
     /// gets back the failure charged in advance for this attempt.
-    pub fn succeeded(&self, a: &Attempt) {
-        self.by_pair.succeed(&format!("{}\n{}", a.username, a.address));
-        self.by_username.succeed(&a.username);
-        if a.device.is_none() {
-            self.by_address.refund(&a.address);
+    pub async fn succeeded(&self, a: &Attempt) -> anyhow::Result<()> {
+        let mut items = vec![
+            (&self.by_pair, format!("{}\n{}", a.username, a.address), Settle::Clear),
+            (&self.by_username, a.username.clone(), Settle::Clear),
+        ];
+        match &a.device {
+            None => items.push((&self.by_address, a.address.clone(), Settle::Refund)),
+            Some(device) => items.push((&self.by_device, format!("{}\n{device}", a.username), Settle::Clear)),
         }
-        if let Some(device) = &a.device {
-            self.by_device.succeed(&format!("{}\n{device}", a.username));
-        }
+        settle_all(&items).await
     }
 }
 
-/// At most `max` events per key within a sliding `window`.
+/// At most `max` events per key within a window: sliding in memory; in the
+/// database, a window that starts with the first event counted and ends
+/// `window` later (so up to twice `max` may pass within one window's span
+/// that straddles two of them).
 pub struct RateLimit {
+    limit: Limit,
     clock: Clock,
+    store: Store,
     entries: Mutex<HashMap<String, Vec<Instant>>>,
-    max: usize,
-    window: Duration,
 }
 
 impl RateLimit {
-    pub fn new(max: usize, window: Duration) -> Self {
+    pub fn new(scope: &'static str, max: u32, window: Duration) -> Self {
         Self {
+            limit: Limit {
+                scope,
+                max: max.max(1),
+                window,
+                lockout: Duration::ZERO,
+            },
             clock: Clock::default(),
+            store: Store::Memory,
             entries: Mutex::new(HashMap::new()),
-            max: max.max(1),
-            window,
         }
     }
 
@@ -240,17 +476,34 @@ impl RateLimit {
         self
     }
 
+    /// The same limit, counting in `store`.
+    pub fn with_store(mut self, store: &Store) -> Self {
+        self.store = store.clone();
+        self
+    }
+
+    pub fn window(&self) -> Duration {
+        self.limit.window
+    }
+
     /// Records an event for `key`; false when the limit is already reached.
-    pub fn allow(&self, key: &str) -> bool {
+    pub async fn allow(&self, key: &str) -> anyhow::Result<bool> {
+        let Store::Database(pool) = &self.store else {
+            return Ok(self.allow_in_memory(key));
+        };
+        super::counters::take(pool, self.limit, key.to_owned(), self.clock.now()).await
+    }
+
+    fn allow_in_memory(&self, key: &str) -> bool {
         let now = self.clock.instant();
+        let window = self.limit.window;
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_ENTRIES {
-            let window = self.window;
             map.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < window));
         }
         let hits = map.entry(key.to_owned()).or_default();
-        hits.retain(|t| now.duration_since(*t) < self.window);
-        if hits.len() >= self.max {
+        hits.retain(|t| now.duration_since(*t) < window);
+        if hits.len() >= self.limit.max as usize {
             return false;
         }
         hits.push(now);
@@ -262,73 +515,104 @@ impl RateLimit {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_lockout_starts_after_the_limit_and_a_success_clears_it() {
-        let t = LoginThrottle::new(3, Duration::from_secs(900), Duration::from_secs(30));
+    #[actix_web::test]
+    async fn a_lockout_starts_after_the_limit_and_a_success_clears_it() {
+        let t = LoginThrottle::new("t", 3, Duration::from_secs(900), Duration::from_secs(30));
         for _ in 0..2 {
-            t.fail("u:alice");
+            t.fail("u:alice").await.unwrap();
         }
-        assert!(t.check("u:alice").is_ok());
-        t.fail("u:alice");
-        let wait = t.check("u:alice").unwrap_err();
+        assert!(t.check("u:alice").await.unwrap().is_none());
+        t.fail("u:alice").await.unwrap();
+        let wait = t.check("u:alice").await.unwrap().unwrap();
         assert!(wait <= Duration::from_secs(30) && wait > Duration::from_secs(25));
-        t.fail("u:alice");
-        assert!(t.check("u:alice").unwrap_err() > Duration::from_secs(30), "grows");
-        assert!(t.check("u:bob").is_ok());
-        t.succeed("u:alice");
-        assert!(t.check("u:alice").is_ok());
+        t.fail("u:alice").await.unwrap();
+        assert!(
+            t.check("u:alice").await.unwrap().unwrap() > Duration::from_secs(30),
+            "grows"
+        );
+        assert!(t.check("u:bob").await.unwrap().is_none());
+        t.succeed("u:alice").await.unwrap();
+        assert!(t.check("u:alice").await.unwrap().is_none());
     }
 
     fn limits() -> LoginLimits {
         LoginLimits::new(3, Duration::from_secs(900), Duration::from_secs(30))
     }
 
-    #[test]
-    fn a_success_does_not_clear_the_address_count() {
+    async fn locked(l: &LoginLimits, a: &Attempt) -> bool {
+        l.check(a).await.unwrap().is_some()
+    }
+
+    #[actix_web::test]
+    async fn a_success_does_not_clear_the_address_count() {
         let l = limits();
         // 11 failures on other accounts, a success on one's own, repeated.
         for round in 0..3 {
             for victim in 0..4 {
                 let a = Attempt::new(&format!("victim{round}{victim}"), "10.0.0.1", None);
-                if l.check(&a).is_ok() {
-                    l.failed(&a);
+                if !locked(&l, &a).await {
+                    l.failed(&a).await.unwrap();
                 }
             }
             let own = Attempt::new("attacker", "10.0.0.1", None);
-            if l.charge(&own).is_ok() {
-                l.succeeded(&own);
+            if l.charge(&own).await.unwrap().is_none() {
+                l.succeeded(&own).await.unwrap();
             }
         }
-        assert!(l.check(&Attempt::new("someone", "10.0.0.1", None)).is_err());
-        assert!(l.check(&Attempt::new("someone", "10.0.0.2", None)).is_ok());
+        assert!(locked(&l, &Attempt::new("someone", "10.0.0.1", None)).await);
+        assert!(!locked(&l, &Attempt::new("someone", "10.0.0.2", None)).await);
     }
 
-    #[test]
-    fn a_known_device_is_judged_on_its_own() {
+    #[actix_web::test]
+    async fn a_known_device_is_judged_on_its_own() {
         let l = limits();
         for addr in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"] {
-            l.failed(&Attempt::new("alice", addr, None));
+            l.failed(&Attempt::new("alice", addr, None)).await.unwrap();
         }
         assert!(
-            l.check(&Attempt::new("alice", "10.0.0.9", None)).is_err(),
+            locked(&l, &Attempt::new("alice", "10.0.0.9", None)).await,
             "account limit"
         );
-        assert!(l.check(&Attempt::new("alice", "10.0.0.1", Some("dev1".into()))).is_ok());
+        let dev = |d: &str| Attempt::new("alice", "10.0.0.1", Some(d.into()));
+        assert!(!locked(&l, &dev("dev1")).await);
         for _ in 0..3 {
-            l.failed(&Attempt::new("alice", "10.0.0.1", Some("dev1".into())));
+            l.failed(&dev("dev1")).await.unwrap();
         }
-        assert!(l
-            .check(&Attempt::new("alice", "10.0.0.1", Some("dev1".into())))
-            .is_err());
-        assert!(l.check(&Attempt::new("alice", "10.0.0.1", Some("dev2".into()))).is_ok());
+        assert!(locked(&l, &dev("dev1")).await);
+        assert!(!locked(&l, &dev("dev2")).await);
+    }
+
+    #[actix_web::test]
+    async fn rate_limits_count_per_key() {
+        let r = RateLimit::new("r", 2, Duration::from_secs(60));
+        assert!(r.allow("a").await.unwrap());
+        assert!(r.allow("a").await.unwrap());
+        assert!(!r.allow("a").await.unwrap());
+        assert!(r.allow("b").await.unwrap());
     }
 
     #[test]
-    fn rate_limits_count_per_key() {
-        let r = RateLimit::new(2, Duration::from_secs(60));
-        assert!(r.allow("a"));
-        assert!(r.allow("a"));
-        assert!(!r.allow("a"));
-        assert!(r.allow("b"));
+    fn a_window_of_a_rate_limit_starts_with_its_first_event() {
+        let limit = Limit {
+            scope: "r",
+            max: 2,
+            window: Duration::from_secs(60),
+            lockout: Duration::ZERO,
+        };
+        let t0 = Instant::now();
+        let mut f = Failures::new(t0);
+        assert!(f.take(t0, &limit));
+        assert!(f.take(t0 + Duration::from_secs(30), &limit));
+        assert!(!f.take(t0 + Duration::from_secs(59), &limit));
+        assert!(f.take(t0 + Duration::from_secs(60), &limit), "a new window");
+    }
+
+    #[test]
+    fn device_ids_and_addresses_are_kept_as_digests_only_where_secret() {
+        let a = Attempt::new("Alice", "10.0.0.1", Some("s3cretdeviceid".into()));
+        assert_eq!(a.username, "alice");
+        assert_eq!(a.address, "10.0.0.1");
+        assert_eq!(a.device.as_deref(), Some(digest("s3cretdeviceid").as_str()));
+        assert_eq!(digest("x").len(), 32);
     }
 }

@@ -132,6 +132,8 @@ pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, body: web::Byt
     if !state
         .revoke_per_address
         .allow(&crate::net::limit_key(&crate::net::client_addr(&req)))
+        .await
+        .map_err(unavailable)?
     {
         return Err(ApiError::TooManyRequests);
     }

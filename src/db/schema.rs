@@ -151,6 +151,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    throttle_counters (scope, key) {
+        scope -> Text,
+        key -> Text,
+        count -> Integer,
+        window_start -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(password_reset_tokens -> users (user_id));
@@ -173,5 +183,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_policy,
     key_changes,
     instance_secrets,
-    instances
+    instances,
+    throttle_counters
 );

@@ -70,7 +70,11 @@ async fn register(
         ));
     }
     let address = client_addr(&req);
-    if !state.register_per_address.allow(&crate::net::limit_key(&address)) {
+    if !state
+        .register_per_address
+        .allow(&crate::net::limit_key(&address))
+        .await?
+    {
         tracing::info!(target: "keyward::audit", event = "register_rate_limited", addr = %address);
         return Err(WebError::TooManyRequests(15 * 60));
     }
@@ -213,7 +217,7 @@ async fn login(
     // Throttled before any Argon2 work (docs/login-throttling.md).
     let device = super::device::known(&req, &state.cookie_key, state.settings.is_https(), username);
     let attempt = Attempt::new(username, &client_addr(&req), device.clone());
-    if let Err(wait) = state.login_limits.charge(&attempt) {
+    if let Some(wait) = state.login_limits.charge(&attempt).await? {
         let secs = wait.as_secs() + 1;
         tracing::info!(target: "keyward::audit", event = "login_throttled", user = ?username, addr = %client_addr(&req));
         let mut res = login_page(
@@ -248,7 +252,7 @@ async fn login(
         return login_page(StatusCode::UNAUTHORIZED, "Incorrect username or password.".into());
     };
     if user.disabled_at.is_some() {
-        state.login_limits.succeeded(&attempt);
+        state.login_limits.succeeded(&attempt).await?;
         tracing::info!(target: "keyward::audit", event = "login_refused_disabled", user = %user.username, addr = %client_addr(&req));
         return login_page(
             StatusCode::FORBIDDEN,
@@ -257,7 +261,7 @@ async fn login(
     }
     if user.has_2fa() {
         // The password was right; the second step decides (`/login/2fa`).
-        state.login_limits.succeeded(&attempt);
+        state.login_limits.succeeded(&attempt).await?;
         super::security::await_second_factor(&session, &user, &form.next)?;
         return Ok(redirect("/login/2fa"));
     }
@@ -275,7 +279,7 @@ pub(super) async fn complete_login(
     attempt: &Attempt,
     next: &str,
 ) -> Result<HttpResponse, WebError> {
-    state.login_limits.succeeded(attempt);
+    state.login_limits.succeeded(attempt).await?;
     tracing::info!(target: "keyward::audit", event = "login", user = %user.username, addr = %client_addr(req));
     activity::record(&state.pool, user.id, Event::Login, &super::origin(req), "").await;
     // A fresh CSRF token for the logged-in session.
@@ -368,7 +372,7 @@ async fn change_password(
     // Wrong current passwords count like failed logins: a stolen session
     // must not be a free password-guessing oracle.
     let throttle_key = me.user.id.to_string();
-    if let Err(wait) = state.reauth_throttle.check(&throttle_key) {
+    if let Some(wait) = state.reauth_throttle.check(&throttle_key).await? {
         tracing::info!(target: "keyward::audit", event = "reauth_throttled", user = %me.user.username, addr = %client_addr(&req));
         return Err(WebError::TooManyRequests(wait.as_secs() + 1));
     }
@@ -389,10 +393,10 @@ async fn change_password(
         .await?
         .is_some();
     if current_ok {
-        state.reauth_throttle.succeed(&throttle_key);
+        state.reauth_throttle.succeed(&throttle_key).await?;
     } else {
         tracing::info!(target: "keyward::audit", event = "reauth_failed", user = %me.user.username, addr = %client_addr(&req));
-        state.reauth_throttle.fail(&throttle_key);
+        state.reauth_throttle.fail(&throttle_key).await?;
         errors.add("current_password", "Your current password is not correct.");
     }
     let (Some(new), true) = (new, errors.is_empty()) else {

@@ -76,11 +76,13 @@ async fn forgot(
         }
     };
     let address = client_addr(&req);
-    if !state.reset_per_address.allow(&crate::net::limit_key(&address)) {
+    if !state.reset_per_address.allow(&crate::net::limit_key(&address)).await? {
         tracing::info!(target: "keyward::audit", event = "reset_rate_limited", addr = %address);
         return Err(WebError::TooManyRequests(15 * 60));
     }
-    if state.reset_per_account.allow(email.as_str()) {
+    // Counted by a digest of the address: no stranger's email is stored.
+    let account = crate::accounts::throttle::digest(email.as_str());
+    if state.reset_per_account.allow(&account).await? {
         let state = state.clone();
         let lifetime = Duration::minutes(state.settings.reset_token_minutes as i64);
         actix_web::rt::spawn(async move {

@@ -125,7 +125,7 @@ async fn second_step(
             },
         )
     };
-    if let Err(wait) = state.login_limits.charge(&attempt) {
+    if let Some(wait) = state.login_limits.charge(&attempt).await? {
         let secs = wait.as_secs() + 1;
         let mut res = page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -186,7 +186,7 @@ async fn confirm_form(
 /// Checks the password of a logged-in user, counted like logins.
 async fn password_ok(state: &AppState, req: &HttpRequest, user: &User, password: &str) -> Result<bool, WebError> {
     let key = user.id.to_string();
-    if let Err(wait) = state.reauth_throttle.check(&key) {
+    if let Some(wait) = state.reauth_throttle.check(&key).await? {
         return Err(WebError::TooManyRequests(wait.as_secs() + 1));
     }
     let ok = !password.is_empty()
@@ -199,10 +199,10 @@ async fn password_ok(state: &AppState, req: &HttpRequest, user: &User, password:
         .await?
         .is_some();
     if ok {
-        state.reauth_throttle.succeed(&key);
+        state.reauth_throttle.succeed(&key).await?;
     } else {
         tracing::info!(target: "keyward::audit", event = "reauth_failed", user = %user.username, addr = %client_addr(req));
-        state.reauth_throttle.fail(&key);
+        state.reauth_throttle.fail(&key).await?;
     }
     Ok(ok)
 }
@@ -211,14 +211,14 @@ async fn password_ok(state: &AppState, req: &HttpRequest, user: &User, password:
 /// of its own: a right password must not wipe the wrong codes.
 async fn code_ok(state: &AppState, user: &User, code: &str) -> Result<bool, WebError> {
     let key = format!("{}:code", user.id);
-    if let Err(wait) = state.reauth_throttle.check(&key) {
+    if let Some(wait) = state.reauth_throttle.check(&key).await? {
         return Err(WebError::TooManyRequests(wait.as_secs() + 1));
     }
     let ok = security::second_factor(&state.pool, &state.totp_key, user, code, unix_now()).await?;
     if ok {
-        state.reauth_throttle.succeed(&key);
+        state.reauth_throttle.succeed(&key).await?;
     } else {
-        state.reauth_throttle.fail(&key);
+        state.reauth_throttle.fail(&key).await?;
     }
     Ok(ok)
 }

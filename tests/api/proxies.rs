@@ -4,12 +4,12 @@
 //! 127.0.0.1. The configurations are the README's.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use reqwest::{Client, StatusCode};
 
+use crate::balancer::{free_port, installed, nginx_conf_around, Proxy};
 use crate::helpers::*;
 
 /// The upstream API: answers every request with the headers it got, as
@@ -38,94 +38,10 @@ fn start_echo() -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A proxy process, killed when dropped.
-struct Proxy {
-    child: Child,
-    port: u16,
-    name: &'static str,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Proxy {
-    /// A graceful stop (SIGQUIT for nginx, SIGTERM for Caddy), so nginx's
-    /// master takes its workers with it; SIGKILL only if that fails.
-    fn drop(&mut self) {
-        let signal = if self.name == "nginx" { "-QUIT" } else { "-TERM" };
-        let stopped = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !stopped {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Proxy {
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Waits until the proxy answers (any status), up to 10 s.
-    async fn ready(mut self) -> Option<Self> {
-        for _ in 0..200 {
-            if Client::new().get(self.url("/")).send().await.is_ok() {
-                return Some(self);
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                eprintln!("{} exited: {status}", self.name);
-                return None;
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
-fn installed(program: &str) -> bool {
-    Command::new(program)
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 /// The README's nginx configuration, with test paths and ports.
 fn nginx_conf(dir: &Path, port: u16, keyward: u16, upstream: u16) -> String {
-    let d = dir.display();
-    let user = if is_root() { "user root;" } else { "" };
-    format!(
-        r#"{user}
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-
+    let body = format!(
+        r#"
     upstream keyward {{ server 127.0.0.1:{keyward}; keepalive 64; }}
     upstream api {{ server 127.0.0.1:{upstream}; keepalive 16; }}
 
@@ -181,47 +97,13 @@ http {{
             proxy_pass http://api;
         }}
     }}
-}}
 "#
-    )
+    );
+    nginx_conf_around(dir, &body)
 }
 
 async fn start_nginx(keyward: u16, upstream: u16) -> Option<Proxy> {
-    if !installed("nginx") && !Path::new("/usr/sbin/nginx").exists() {
-        println!("skipped: nginx is not installed (apt-get install nginx-light)");
-        return None;
-    }
-    let program = if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
-    };
-    // nginx cannot listen on port 0: a free port, tried again if taken.
-    for _ in 0..5 {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir.path(), port, keyward, upstream)).unwrap();
-        let child = Command::new(program)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        let proxy = Proxy {
-            child,
-            port,
-            name: "nginx",
-            _dir: dir,
-        };
-        if let Some(p) = proxy.ready().await {
-            return Some(p);
-        }
-    }
-    panic!("nginx did not start");
+    crate::balancer::start_nginx(|dir, port| nginx_conf(dir, port, keyward, upstream)).await
 }
 
 /// The README's Caddyfile, with test ports.
@@ -279,7 +161,7 @@ async fn start_caddy(keyward: u16, upstream: u16) -> Option<Proxy> {
             child,
             port,
             name: "caddy",
-            _dir: dir,
+            dir,
         };
         if let Some(p) = proxy.ready().await {
             return Some(p);

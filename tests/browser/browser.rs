@@ -177,11 +177,23 @@ where
     F: FnOnce(TestApp, Browser) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
-    let Some(mut driver) = Driver::start() else {
+    let Some(driver) = Driver::start() else {
         return;
     };
     let app = TestApp::spawn().await;
-    let browser = driver.open(&app.address).await;
+    let base = app.address.clone();
+    drive(name, driver, &base, app, journey).await;
+}
+
+/// Runs `journey` in a fresh Chromium opened on `base`, with `app`
+/// (whatever serves `base`: an in-process app, a load balancer), saving
+/// what the browser showed when it fails.
+pub async fn drive<A, F, Fut>(name: &str, mut driver: Driver, base: &str, app: A, journey: F)
+where
+    F: FnOnce(A, Browser) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let browser = driver.open(base).await;
     // A task of its own so that a failed assertion comes back here as an
     // error, with the browser still open to photograph.
     let outcome = actix_web::rt::spawn(journey(app, browser.clone())).await;

@@ -8,7 +8,7 @@ use crate::browser::{in_browser, Browser, DESKTOP, MOBILE};
 const NEW_PASSWORD: &str = "an even better passphrase";
 
 /// Fills and submits the login form; waits for the answer to show `then`.
-async fn log_in(b: &Browser, username: &str, password: &str, then: &str) {
+pub async fn log_in(b: &Browser, username: &str, password: &str, then: &str) {
     b.fill("#username", username).await;
     b.fill("#password", password).await;
     b.mark_page().await;
@@ -18,7 +18,7 @@ async fn log_in(b: &Browser, username: &str, password: &str, then: &str) {
 }
 
 /// Creates a key through the form; returns the page's full key.
-async fn create_key(b: &Browser, name: &str, scopes: &[&str], expires_in_days: &str) -> String {
+pub async fn create_key(b: &Browser, name: &str, scopes: &[&str], expires_in_days: &str) -> String {
     b.click_through(".page-head a[href='/keys/new']", "#name").await;
     b.fill("#name", name).await;
     for scope in scopes {
@@ -29,12 +29,12 @@ async fn create_key(b: &Browser, name: &str, scopes: &[&str], expires_in_days: &
     b.text("#new-key").await
 }
 
-fn row(prefix: &str) -> String {
+pub fn row(prefix: &str) -> String {
     format!("tr[data-key-prefix='{prefix}']")
 }
 
 /// `kw_XXXXXXXX` of a full key.
-fn prefix_of(key: &str) -> String {
+pub fn prefix_of(key: &str) -> String {
     key[..key.rfind('_').expect("a full key")].to_owned()
 }
 

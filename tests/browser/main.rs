@@ -2,6 +2,8 @@
 //!
 //! - `journey`: a user's whole story, from signing up to resetting a
 //!   forgotten password, clicking what a user clicks.
+//! - `balanced`: the journey's key steps through nginx in front of three
+//!   instances on one PostgreSQL.
 //! - `keyboard`: every page walked with Tab alone (each control gets a
 //!   visible focus) and used with the keyboard alone.
 //!
@@ -13,6 +15,9 @@
 //! README's pictures in `docs/screenshots/`.
 
 mod app;
+mod balanced;
+#[path = "../api/balancer.rs"]
+mod balancer;
 mod browser;
 // One harness for both suites: the browser's app is the API suite's.
 #[path = "../api/helpers.rs"]
