@@ -1,4 +1,5 @@
-//! The API key parser: `parse`, `parse_parts`, `parse_shape` + `checked`.
+//! The API key parser: `parse`, `parse_parts`, `parse_shape` + `checked`,
+//! and `parse_checked_shape` (the verifier's, checksum first).
 //!
 //! Arbitrary bytes; valid UTF-8 is parsed as it is, anything else through
 //! `String::from_utf8_lossy`. Besides "never panics", the three entry points
@@ -8,7 +9,7 @@
 #![no_main]
 
 use keyward::keys::format::{
-    checksum, is_key_id, parse, parse_parts, parse_shape, FormatError, KeyDigest, KeyTag, CHECK_LEN,
+    checksum, is_key_id, parse, parse_checked_shape, parse_parts, parse_shape, FormatError, KeyDigest, KeyTag, CHECK_LEN,
     ID_LEN, MAX_KEY_LEN,
 };
 use libfuzzer_sys::fuzz_target;
@@ -29,6 +30,12 @@ fn check(s: &str, fix_checksum: bool) {
     // The three ways agree on success and on the error.
     assert_eq!(parsed.is_ok(), parts.is_ok(), "parse vs parse_parts on {s:?}");
     assert_eq!(parsed.is_ok(), via_shape.is_ok(), "parse vs parse_shape+checked on {s:?}");
+    // The verifier's order (checksum before alphabet) accepts the same keys.
+    assert_eq!(
+        parsed.is_ok(),
+        parse_checked_shape(s).is_ok(),
+        "parse vs parse_checked_shape on {s:?}"
+    );
     if let (Err(a), Err(b), Err(c)) = (&parsed, &parts, &via_shape) {
         assert_eq!(a, b, "{s:?}");
         assert_eq!(a, c, "{s:?}");

@@ -211,39 +211,39 @@ fn presented_key(req: &HttpRequest) -> Result<&str, ApiError> {
 /// (Basic, say) is not a key, and `X-API-Key` is then consulted.
 pub fn key_from_headers(headers: &header::HeaderMap) -> Result<&str, ApiError> {
     const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
-    // Looked up by reference (an owned name is dropped after each lookup),
-    // trimmed as bytes, and only the token checked as UTF-8.
+    // Looked up by reference (an owned name is dropped after each lookup).
     let mut auth = headers.get_all(&header::AUTHORIZATION);
     if let Some(v) = auth.next() {
         if auth.next().is_some() {
             return Err(ApiError::InvalidToken);
         }
-        let b = v.as_bytes().trim_ascii();
-        // `Bearer <token>`, the scheme in any case.
+        let v = text(v.as_bytes())?.trim();
+        // `Bearer <token>`, the scheme in any case, compared as bytes.
+        let b = v.as_bytes();
         if b.len() >= 6 && b[..6].eq_ignore_ascii_case(b"bearer") && (b.len() == 6 || b[6] == b' ') {
-            let token = b[6..].trim_ascii();
+            // Byte 6 is an ASCII space (or the end), so 6 is a boundary.
+            let token = v[6..].trim();
             return if token.is_empty() {
                 Err(ApiError::MissingKey)
             } else {
-                text(token)
+                Ok(token)
             };
         }
-        // Another scheme is not a key, but it must still be text.
-        text(b)?;
     }
     let mut api_key = headers.get_all(&X_API_KEY);
     if let Some(v) = api_key.next() {
         if api_key.next().is_some() {
             return Err(ApiError::InvalidToken);
         }
-        let v = v.as_bytes().trim_ascii();
-        return if v.is_empty() { Err(ApiError::MissingKey) } else { text(v) };
+        let v = text(v.as_bytes())?.trim();
+        return if v.is_empty() { Err(ApiError::MissingKey) } else { Ok(v) };
     }
     Err(ApiError::MissingKey)
 }
 
-/// Header bytes as text; bytes that are not UTF-8 make the key invalid
-/// (keys are ASCII).
+/// A header's bytes as text (then trimmed as `str::trim` does, Unicode
+/// whitespace included); bytes that are not UTF-8 make the key invalid
+/// (keys are ASCII, and `from_utf8` checks ASCII a word at a time).
 fn text(b: &[u8]) -> Result<&str, ApiError> {
     std::str::from_utf8(b).map_err(|_| ApiError::InvalidToken)
 }

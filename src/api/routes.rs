@@ -139,6 +139,8 @@ fn whoami_body(key: &keys::VerifiedKey) -> actix_web::web::Bytes {
     }
     BUFFER.with(|buffer| {
         let mut body = buffer.borrow_mut();
+        // Empty unless a call panicked half-way: never send its leftovers.
+        body.clear();
         let (username, name) = (key.username(), key.name());
         // Enough unless a name needs escaping (then it grows as it goes).
         body.reserve(256 + username.len() + name.len());
@@ -215,7 +217,11 @@ fn needs_escape(s: &str) -> bool {
 fn json_str(out: &mut actix_web::web::BytesMut, s: &str) {
     if needs_escape(s) {
         // Writing a `str` to a `String` cannot fail.
-        out.extend_from_slice(serde_json::to_string(s).unwrap_or_default().as_bytes());
+        out.extend_from_slice(
+            serde_json::to_string(s)
+                .unwrap_or_else(|_| "\"\"".to_owned())
+                .as_bytes(),
+        );
     } else {
         out.extend_from_slice(b"\"");
         out.extend_from_slice(s.as_bytes());
@@ -482,22 +488,24 @@ mod tests {
     #[test]
     fn whoami_body_is_the_json_of_whoami() {
         let expiry = chrono::NaiveDate::from_ymd_opt(2027, 1, 2).and_then(|d| d.and_hms_opt(3, 4, 5));
-        for (name, scopes, expires) in [
-            ("ci deploy", vec!["read", "write"], None),
-            ("quote \" back\\slash\ttab \u{1} é \u{2028}", vec![], expiry),
-            ("", vec!["keys:read"], None),
+        let mut earlier: Vec<(actix_web::web::Bytes, Vec<u8>)> = Vec::new();
+        for (user, name, scopes, expires) in [
+            ("alice", "ci deploy", vec!["read", "write"], None),
+            ("alice", "quote \" back\\slash\ttab \u{1} é \u{2028}", vec![], expiry),
+            ("alice", "", vec!["keys:read"], None),
+            ("b\"ob", "plain", vec!["read"], expiry),
         ] {
             let key = keys::VerifiedKey::new(
                 "AbCd1234",
                 7,
-                "alice",
+                user,
                 name,
                 "kw_AbCd1234",
                 &scopes,
                 expires,
                 KeyDigest([0; 32]),
             );
-            let expected = serde_json::to_value(Whoami {
+            let expected = serde_json::to_vec(&Whoami {
                 user: key.username(),
                 key: WhoamiKey {
                     id: key.key_id(),
@@ -509,9 +517,13 @@ mod tests {
             })
             .unwrap();
             let body = whoami_body(&key);
-            let got: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            let text = String::from_utf8_lossy(&body);
-            assert_eq!(got, expected, "{text}");
+            // Byte for byte, field order included.
+            assert_eq!(String::from_utf8_lossy(&body), String::from_utf8_lossy(&expected));
+            earlier.push((body, expected));
+        }
+        // Bodies split off the same buffer stay as they were written.
+        for (body, expected) in earlier {
+            assert_eq!(&body[..], &expected[..]);
         }
     }
 }

@@ -94,7 +94,9 @@ impl VerifiedKey {
             text.push_str(part);
             *end = u16::try_from(text.len()).unwrap_or(u16::MAX);
         }
-        for (i, scope) in scopes.iter().enumerate() {
+        // Empty scopes are dropped, so the text is the scopes joined by
+        // single spaces (`scopes_joined`).
+        for (i, scope) in scopes.iter().filter(|s| !s.is_empty()).enumerate() {
             if i > 0 {
                 text.push(' ');
             }

@@ -224,8 +224,9 @@ pub struct Verifier {
     /// a grace period, a rate limit refilling) without waiting.
     skew_micros: std::sync::atomic::AtomicI64,
     /// The last refusals of restricted keys, by id, on this instance, kept
-    /// per thread stripe (as the metrics are): a flood of refused calls
-    /// takes no lock another worker wants.
+    /// per thread stripe (as the metrics are): under a flood of refused
+    /// calls, each worker takes its own stripe's lock. At most 10 entries
+    /// for each of 10,000 keys per stripe (a stripe is emptied beyond).
     refusals: [std::sync::Mutex<RefusalLog>; crate::metrics::STRIPES],
     /// Rate limiters of limited keys, by id: kept when a cached key is
     /// reloaded, so its count carries on.
@@ -589,7 +590,7 @@ impl Verifier {
             return Ok(None);
         }
         self.metrics.db_lookup();
-        // Key ids are ASCII base62 (`format::parse_shape` checked).
+        // Key ids are ASCII base62 (`format::parse_checked_shape` checked).
         let wanted = String::from_utf8_lossy(&id).into_owned();
         let found = db::run(&self.pool, move |conn| Ok(store::find_for_verify(conn, &wanted)?))
             .await

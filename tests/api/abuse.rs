@@ -627,6 +627,13 @@ async fn head_works_on_get_routes_and_a_wrong_method_gets_405_with_allow() {
     let allow = res.headers()["allow"].to_str().unwrap().to_owned();
     assert!(allow.contains("GET") && allow.contains("HEAD"), "{allow}");
 
+    // The API's GET routes too (their method check is our own).
+    for path in ["/api/v1/ping", "/api/v1/whoami"] {
+        let res = client.post(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "POST {path}");
+        assert_eq!(res.headers()["allow"], "GET, HEAD", "POST {path}");
+    }
+
     let res = client.delete(app.url("/login")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     let allow = res.headers()["allow"].to_str().unwrap().to_owned();
