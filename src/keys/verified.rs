@@ -23,12 +23,13 @@ pub struct VerifiedKey {
     /// The stored SHA-256 the presented key is checked against, held here
     /// rather than beside the key so that a cached key is one allocation.
     pub(super) digest: KeyDigest,
-    /// The key id, the username, the key's name, its display prefix and its
-    /// scopes (space-separated), one after the other.
+    /// The key's display prefix (`{tag}_{id}`, so the id is its last 8
+    /// characters and is not stored again), the username, the key's name
+    /// and its scopes (space-separated), one after the other.
     text: Box<str>,
-    /// Where each of the first four texts ends in `text` (names and
+    /// Where each of the first three texts ends in `text` (names and
     /// usernames are bounded far below 64 KiB).
-    ends: [u16; 4],
+    ends: [u16; 3],
     /// An address allowlist and a rate limit, for the few keys that have
     /// them (one pointer for the rest).
     restrictions: Option<Box<Restrictions>>,
@@ -71,6 +72,8 @@ fn expiry_micros(at: Option<NaiveDateTime>) -> i64 {
 }
 
 impl VerifiedKey {
+    /// `prefix` is the key's `{tag}_{id}`, so it ends with `key_id` (which
+    /// is then read from it, not stored twice).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         key_id: &str,
@@ -82,15 +85,14 @@ impl VerifiedKey {
         expires_at: Option<NaiveDateTime>,
         digest: KeyDigest,
     ) -> Self {
+        // The prefix ends with the id (`{tag}_{id}`, as every key's does):
+        // the id is not stored again.
+        debug_assert!(prefix.ends_with(key_id) && key_id.len() == super::format::ID_LEN);
         let mut text = String::with_capacity(
-            key_id.len()
-                + username.len()
-                + name.len()
-                + prefix.len()
-                + scopes.iter().map(|s| s.len() + 1).sum::<usize>(),
+            prefix.len() + username.len() + name.len() + scopes.iter().map(|s| s.len() + 1).sum::<usize>(),
         );
-        let mut ends = [0u16; 4];
-        for (end, part) in ends.iter_mut().zip([key_id, username, name, prefix]) {
+        let mut ends = [0u16; 3];
+        for (end, part) in ends.iter_mut().zip([prefix, username, name]) {
             text.push_str(part);
             *end = u16::try_from(text.len()).unwrap_or(u16::MAX);
         }
@@ -144,9 +146,11 @@ impl VerifiedKey {
         self.text.get(start..end).unwrap_or_default()
     }
 
-    /// The key's id (the 8 characters after the tag).
+    /// The key's id: the last 8 characters of its prefix.
     pub fn key_id(&self) -> &str {
-        self.part(0)
+        let p = self.prefix();
+        p.get(p.len().saturating_sub(super::format::ID_LEN)..)
+            .unwrap_or_default()
     }
     /// The owner's username.
     pub fn username(&self) -> &str {
@@ -158,15 +162,15 @@ impl VerifiedKey {
     }
     /// `{tag}_{id}`: what the portal shows of the key.
     pub fn prefix(&self) -> &str {
-        self.part(3)
+        self.part(0)
     }
     /// The key's scopes, in the configured order.
     pub fn scopes(&self) -> impl Iterator<Item = &str> + Clone + '_ {
-        self.part(4).split(' ').filter(|s| !s.is_empty())
+        self.part(3).split(' ').filter(|s| !s.is_empty())
     }
     /// The key's scopes separated by single spaces, as stored.
     pub fn scopes_joined(&self) -> &str {
-        self.part(4)
+        self.part(3)
     }
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes().any(|s| s == scope)

@@ -112,7 +112,8 @@ pub enum VerifyError {
 #[derive(Clone, Copy, Debug)]
 pub struct CacheSettings {
     pub ttl: std::time::Duration,
-    /// Known key ids remembered at most (each costs a few hundred bytes).
+    /// Known key ids remembered (each costs a few hundred bytes); up to an
+    /// eighth more when ids spread unevenly over the shards (`shared`).
     pub max_known: u64,
     /// Unknown key ids remembered at most, so a flood of made-up keys is
     /// answered from memory without evicting the known ones.
