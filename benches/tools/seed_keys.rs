@@ -14,6 +14,11 @@
 //! writes COUNT keys, prints the first PRINT of them to KEYS_OUT (one a
 //! line), and UNKNOWN well-formed keys with valid checksums that are *not*
 //! stored to UNKNOWN_OUT.
+//!
+//! With `RESTRICT_EVERY=N` in the environment, every Nth key gets a
+//! 3-entry allowlist that names 127.0.0.1 and a rate limit too high to
+//! trip, as the portal's edit form would store them (memory with
+//! restricted keys cached, benches/load.sh).
 
 use std::io::{BufWriter, Write as _};
 
@@ -41,6 +46,13 @@ fn main() -> anyhow::Result<()> {
         .select(users::id)
         .first(&mut *conn)
         .with_context(|| format!("no user {username:?}"))?;
+    let restrict_every: usize = std::env::var("RESTRICT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let allowlist = keyward::keys::restrictions::AllowedIps::parse("127.0.0.1, 10.0.0.0/8, ::1")
+        .map_err(anyhow::Error::msg)?
+        .to_text();
     let mut out = BufWriter::new(std::fs::File::create(keys_out)?);
     let mut written = 0;
     while written < count {
@@ -48,7 +60,17 @@ fn main() -> anyhow::Result<()> {
         conn.transaction::<_, anyhow::Error, _>(|conn| {
             for i in written..written + n {
                 let g = format::generate(&tag);
-                store::insert_generated(conn, &g, user_id, &format!("load {i}"), "read", None)?;
+                let name = format!("load {i}");
+                store::insert_generated(conn, &g, user_id, &name, "read", None)?;
+                if restrict_every > 0 && i % restrict_every == 0 {
+                    let edit = store::KeyEdit {
+                        name: &name,
+                        scopes: "read",
+                        allowed_ips: &allowlist,
+                        rate_limit_per_minute: Some(1_000_000),
+                    };
+                    store::update_for_user(conn, user_id, &g.id, &edit)?;
+                }
                 if i < print {
                     writeln!(out, "{}", g.key.expose())?;
                 }

@@ -229,8 +229,12 @@ impl LastUsed {
 
     /// Records that the key was checked for `scope` (and had it).
     pub fn record_scope(&self, key_id: &str, scope: &str, at: NaiveDateTime) {
+        self.record_scope_micros(key_id, scope, stamp(at));
+    }
+
+    /// `record_scope` with the time in microseconds since 1970 (UTC).
+    pub fn record_scope_micros(&self, key_id: &str, scope: &str, at: i64) {
         if let Some(id) = id_of(key_id) {
-            let at = stamp(at);
             self.with_shard(|m| m.entry(id).or_default().scope(scope, at));
         }
     }
@@ -312,60 +316,80 @@ impl LastUsed {
         batch
     }
 
-    /// Puts a batch back after a failed write, for the next try.
-    fn put_back(&self, batch: Map) {
+    /// Puts uses back after a failed write, for the next try.
+    fn put_back(&self, uses: impl IntoIterator<Item = (Id, Use)>) {
         self.with_shard(|m| {
-            for (id, u) in batch {
+            for (id, u) in uses {
                 m.entry(id).or_default().merge(u);
             }
         });
     }
 
-    /// Writes every pending use in one transaction; on failure the batch is
-    /// kept for the next try. Returns how many keys were written.
+    /// Writes every pending use, in transactions of at most `FLUSH_CHUNK`
+    /// keys; what a failed transaction held is kept for the next try.
+    /// Returns how many keys were written.
+    ///
+    /// In chunks because on SQLite a transaction holds the one write lock:
+    /// a sweep over 100,000 keys made one transaction of ~200,000
+    /// statements, held the lock for over 10 s under load, and logins,
+    /// which write a session, failed with "database is locked"
+    /// (BENCHMARKS.md). Between chunks the flush pauses as long as the
+    /// chunk took, so a waiting writer finds the lock free.
     pub async fn flush(&self, pool: &Pool) -> anyhow::Result<usize> {
-        let batch = self.take();
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let n = batch.len();
-        let batch = Arc::new(batch);
-        let work = batch.clone();
-        let result = db::run(pool, move |conn| {
-            conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                for (id, u) in work.iter() {
-                    // Only ASCII ids and representable times are recorded.
-                    let Ok(id) = std::str::from_utf8(id) else { continue };
-                    if let Some(at) = time(u.last).filter(|_| u.last > 0) {
-                        store::touch(conn, id, at, u.address().map(|a| a.to_string()).as_deref())?;
-                    }
-                    for (hour, calls) in u.hours() {
-                        if let Some(hour) = time(hour) {
-                            store::add_calls(conn, id, hour, i64::try_from(calls).unwrap_or(i64::MAX))?;
-                        }
-                    }
-                    for (scope, at) in u.scopes() {
-                        if let Some(at) = time(*at) {
-                            store::scope_used(conn, id, scope, at)?;
-                        }
-                    }
-                }
+        let mut pending: Vec<(Id, Use)> = self.take().into_iter().collect();
+        let mut written = 0;
+        while !pending.is_empty() {
+            let rest = pending.split_off(pending.len().min(FLUSH_CHUNK));
+            let chunk = Arc::new(std::mem::replace(&mut pending, rest));
+            let work = chunk.clone();
+            let started = std::time::Instant::now();
+            let result = db::run(pool, move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| write_uses(conn, &work))?;
                 Ok(())
-            })?;
-            Ok(())
-        })
-        .await;
-        match result {
-            Ok(()) => {
-                self.written.fetch_add(n as u64, Relaxed);
-                Ok(n)
+            })
+            .await;
+            match result {
+                Ok(()) => {
+                    written += chunk.len();
+                    self.written.fetch_add(chunk.len() as u64, Relaxed);
+                }
+                Err(e) => {
+                    let chunk = Arc::try_unwrap(chunk).unwrap_or_else(|c| (*c).clone());
+                    self.put_back(chunk.into_iter().chain(pending));
+                    return Err(e);
+                }
             }
-            Err(e) => {
-                self.put_back(Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone()));
-                Err(e)
+            if !pending.is_empty() {
+                actix_web::rt::time::sleep(started.elapsed()).await;
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Keys written per flush transaction (see `LastUsed::flush`).
+const FLUSH_CHUNK: usize = 1_000;
+
+/// One chunk's uses: last use and address, calls per hour, scopes.
+fn write_uses(conn: &mut crate::db::DbConnection, uses: &[(Id, Use)]) -> diesel::QueryResult<()> {
+    for (id, u) in uses {
+        // Only ASCII ids and representable times are recorded.
+        let Ok(id) = std::str::from_utf8(id) else { continue };
+        if let Some(at) = time(u.last).filter(|_| u.last > 0) {
+            store::touch(conn, id, at, u.address().map(|a| a.to_string()).as_deref())?;
+        }
+        for (hour, calls) in u.hours() {
+            if let Some(hour) = time(hour) {
+                store::add_calls(conn, id, hour, i64::try_from(calls).unwrap_or(i64::MAX))?;
+            }
+        }
+        for (scope, at) in u.scopes() {
+            if let Some(at) = time(*at) {
+                store::scope_used(conn, id, scope, at)?;
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

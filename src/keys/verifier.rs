@@ -465,7 +465,8 @@ impl Verifier {
 
     /// Records that a verified key was checked for `scope` and had it.
     pub fn record_scope(&self, key: &VerifiedKey, scope: &str) {
-        self.last_used.record_scope(key.key_id(), scope, self.now());
+        self.last_used
+            .record_scope_micros(key.key_id(), scope, self.now_micros());
     }
 
     fn count(&self, result: &Result<Verified, VerifyError>, started: Instant) {
