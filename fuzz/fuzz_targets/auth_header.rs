@@ -1,4 +1,5 @@
-//! The API guard's header parser, `key_from_headers`.
+//! The API guard's header parser, `key_from_headers` (and
+//! `key_bytes_from_headers`, which must agree with it).
 //!
 //! Input layout: the first byte says how many `Authorization` headers (bits
 //! 0-1, 0-3) and `X-API-Key` headers (bits 2-3, 0-3) to append, and whether
@@ -12,7 +13,7 @@
 #![no_main]
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
-use keyward::api::guard::key_from_headers;
+use keyward::api::guard::{key_bytes_from_headers, key_from_headers};
 use keyward::api::ApiError;
 use libfuzzer_sys::fuzz_target;
 
@@ -64,6 +65,17 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let result = key_from_headers(&headers);
+
+    // The byte reader the guard uses agrees: the same key, or bytes that
+    // are not UTF-8 (which the verifier refuses as invalid), or the same
+    // refusal.
+    let bytes = key_bytes_from_headers(&headers);
+    match (&result, &bytes) {
+        (Ok(k), Ok(b)) => assert_eq!(k.as_bytes(), *b),
+        (Err(ApiError::InvalidToken), Ok(b)) => assert!(std::str::from_utf8(b).is_err(), "{b:?}"),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (r, b) => panic!("as text {r:?}, as bytes {b:?}"),
+    }
 
     if auth_appended > 1 {
         assert!(

@@ -69,18 +69,26 @@ fn required_scopes(query: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, ApiErr
 )]
 pub async fn verify(
     req: HttpRequest,
-    key: ApiKey,
+    key: Result<ApiKey, ApiError>,
     verifier: actix_web::web::Data<crate::keys::Verifier>,
-) -> Result<HttpResponse, ApiError> {
+) -> HttpResponse {
+    // Refusals answered here, not boxed through actix's error path (as
+    // `routes::whoami` does).
+    key.and_then(|key| decide(&req, &key, &verifier))
+        .unwrap_or_else(|refused| actix_web::ResponseError::error_response(&refused))
+}
+
+/// The answer for a valid key: its scopes against the auth URL's.
+fn decide(req: &HttpRequest, key: &ApiKey, verifier: &crate::keys::Verifier) -> Result<HttpResponse, ApiError> {
     let required = required_scopes(req.query_string())?;
     if required.iter().any(|s| !key.has_scope(s)) {
         let missing: Vec<&str> = required.iter().map(|s| &**s).filter(|s| !key.has_scope(s)).collect();
         return Err(ApiError::InsufficientScope(missing.join(" ")));
     }
     for scope in &required {
-        verifier.record_scope(&key, scope);
+        verifier.record_scope(key, scope);
     }
-    Ok(identified(&key))
+    Ok(identified(key))
 }
 
 /// `200` with the caller in `X-Keyward-*` headers, their four values cut

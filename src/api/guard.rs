@@ -198,18 +198,32 @@ impl ApiKey {
 
 /// The key from `Authorization: Bearer …` or `X-API-Key: …`. Query strings
 /// and bodies are never looked at: keys there end up in logs and caches.
-fn presented_key(req: &HttpRequest) -> Result<&str, ApiError> {
-    key_from_headers(req.headers())
+fn presented_key(req: &HttpRequest) -> Result<&[u8], ApiError> {
+    key_bytes_from_headers(req.headers())
 }
 
 /// The key a request presents, from its headers alone (public for the
-/// fuzz targets and for embedders with their own request types).
+/// fuzz targets and for embedders with their own request types): the
+/// bytes of `key_bytes_from_headers`, which must be UTF-8.
+pub fn key_from_headers(headers: &header::HeaderMap) -> Result<&str, ApiError> {
+    key_bytes_from_headers(headers).and_then(text)
+}
+
+/// The key a request presents, as the bytes its header carried, trimmed
+/// as `str::trim` trims (Unicode whitespace included).
 ///
 /// Two `Authorization` or two `X-API-Key` headers are refused as invalid:
 /// "first one wins" would let a proxy and a client disagree about which
 /// credential was checked. An `Authorization` header with another scheme
-/// (Basic, say) is not a key, and `X-API-Key` is then consulted.
-pub fn key_from_headers(headers: &header::HeaderMap) -> Result<&str, ApiError> {
+/// (Basic, say) is not a key, and `X-API-Key` is then consulted, unless
+/// it is not UTF-8, which makes the request's key invalid.
+///
+/// The key's own bytes are not checked to be text here: the verifier
+/// refuses anything but ASCII letters, digits and `_` after checking the
+/// checksum, so a typo or a made-up key never costs a UTF-8 pass
+/// (BENCHMARKS.md, "Instructions per request"). `key_from_headers` gives
+/// the same answer as text.
+pub fn key_bytes_from_headers(headers: &header::HeaderMap) -> Result<&[u8], ApiError> {
     const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
     // Looked up by reference (an owned name is dropped after each lookup).
     let mut auth = headers.get_all(&header::AUTHORIZATION);
@@ -217,33 +231,49 @@ pub fn key_from_headers(headers: &header::HeaderMap) -> Result<&str, ApiError> {
         if auth.next().is_some() {
             return Err(ApiError::InvalidToken);
         }
-        let v = text(v.as_bytes())?.trim();
+        let b = trimmed(v.as_bytes())?;
         // `Bearer <token>`, the scheme in any case, compared as bytes.
-        let b = v.as_bytes();
         if b.len() >= 6 && b[..6].eq_ignore_ascii_case(b"bearer") && (b.len() == 6 || b[6] == b' ') {
-            // Byte 6 is an ASCII space (or the end), so 6 is a boundary.
-            let token = v[6..].trim();
+            let token = trimmed(&b[6..])?;
             return if token.is_empty() {
                 Err(ApiError::MissingKey)
             } else {
                 Ok(token)
             };
         }
+        text(b)?;
     }
     let mut api_key = headers.get_all(&X_API_KEY);
     if let Some(v) = api_key.next() {
         if api_key.next().is_some() {
             return Err(ApiError::InvalidToken);
         }
-        let v = text(v.as_bytes())?.trim();
+        let v = trimmed(v.as_bytes())?;
         return if v.is_empty() { Err(ApiError::MissingKey) } else { Ok(v) };
     }
     Err(ApiError::MissingKey)
 }
 
-/// A header's bytes as text (then trimmed as `str::trim` does, Unicode
-/// whitespace included); bytes that are not UTF-8 make the key invalid
-/// (keys are ASCII, and `from_utf8` checks ASCII a word at a time).
+/// `b` without the whitespace `str::trim` removes at either end. ASCII
+/// whitespace is cut from the bytes; where a non-ASCII byte is then at an
+/// end (Unicode whitespace, or not text at all), the value is read as
+/// UTF-8 and trimmed as text, and bytes that are not UTF-8 make the key
+/// invalid.
+fn trimmed(b: &[u8]) -> Result<&[u8], ApiError> {
+    // `char::is_whitespace` within ASCII (with U+000B, which
+    // `u8::is_ascii_whitespace` leaves out).
+    let space = |c: &u8| matches!(c, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ');
+    let start = b.iter().position(|c| !space(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !space(c)).map_or(start, |i| i + 1);
+    let t = &b[start..end];
+    match (t.first(), t.last()) {
+        (Some(first), Some(last)) if !first.is_ascii() || !last.is_ascii() => Ok(text(t)?.trim().as_bytes()),
+        _ => Ok(t),
+    }
+}
+
+/// A header's bytes as text; bytes that are not UTF-8 make the key invalid
+/// (keys are ASCII).
 fn text(b: &[u8]) -> Result<&str, ApiError> {
     std::str::from_utf8(b).map_err(|_| ApiError::InvalidToken)
 }
@@ -328,8 +358,10 @@ fn conclude<'a>(
 
 /// Only the display prefix of a presented key is logged, and only when
 /// well-formed.
-fn shown_prefix(presented: &str) -> &str {
-    crate::keys::format::parse_parts(presented)
+fn shown_prefix(presented: &[u8]) -> &str {
+    std::str::from_utf8(presented)
+        .ok()
+        .and_then(|p| crate::keys::format::parse_parts(p).ok())
         .map(|p| p.display_prefix)
         .unwrap_or_default()
 }
@@ -433,7 +465,7 @@ impl FromRequest for ApiKey {
                 return ApiKeyFuture::decided(Err(e));
             }
         };
-        let lookup = match verifier.check(presented, || crate::net::client_ip(req)) {
+        let lookup = match verifier.check_bytes(presented, || crate::net::client_ip(req)) {
             Checked::Done(result) => return ApiKeyFuture::decided(conclude(req, || shown_prefix(presented), result)),
             Checked::Lookup(lookup) => lookup,
         };
@@ -520,5 +552,106 @@ where
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How keys were read from headers before the bytes were trimmed
+    /// directly: the value read as UTF-8 first, then trimmed as text.
+    fn as_text_first(headers: &header::HeaderMap) -> Result<&str, ApiError> {
+        let auth: Vec<_> = headers.get_all(header::AUTHORIZATION).collect();
+        if auth.len() > 1 {
+            return Err(ApiError::InvalidToken);
+        }
+        if let Some(v) = auth.first() {
+            let v = text(v.as_bytes())?.trim();
+            if v.len() >= 6
+                && v.as_bytes()[..6].eq_ignore_ascii_case(b"bearer")
+                && (v.len() == 6 || v.as_bytes()[6] == b' ')
+            {
+                let token = v[6..].trim();
+                return if token.is_empty() {
+                    Err(ApiError::MissingKey)
+                } else {
+                    Ok(token)
+                };
+            }
+        }
+        let keys: Vec<_> = headers.get_all("x-api-key").collect();
+        match keys[..] {
+            [] => Err(ApiError::MissingKey),
+            [v] => match text(v.as_bytes())?.trim() {
+                "" => Err(ApiError::MissingKey),
+                v => Ok(v),
+            },
+            _ => Err(ApiError::InvalidToken),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &[u8])]) -> header::HeaderMap {
+        let mut map = header::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_bytes(value).expect("a header value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn keys_are_read_from_header_bytes_as_they_were_read_from_text() {
+        let key: &[u8] = b"kw_AbCd1234_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA000000";
+        let with = |before: &[u8], after: &[u8]| [before, key, after].concat();
+        let values: Vec<Vec<u8>> = vec![
+            with(b"Bearer ", b""),
+            with(b"bEaReR   ", b" \t"),
+            with(b"Bearer ", "\u{a0}".as_bytes()),
+            with(b"Bearer ", "\u{3000}\t".as_bytes()),
+            with("\u{2003}Bearer ".as_bytes(), b""),
+            with(b"Bearer \xff", b""),
+            with(b"Bearer ", b"\xff"),
+            with(b"Bearer kw_\xfe", b""),
+            with(b"Bearer\xc2\xa0", b""),
+            with(b"Basic ", b""),
+            with(b"Basic \xff", b""),
+            b"Bearer".to_vec(),
+            b"Bearer   ".to_vec(),
+            b"Bearerx".to_vec(),
+            Vec::new(),
+            b" \t ".to_vec(),
+            "\u{85}".as_bytes().to_vec(),
+            with(b"", b""),
+        ];
+        for v in &values {
+            for case in [
+                headers(&[("authorization", v)]),
+                headers(&[("x-api-key", v)]),
+                headers(&[("authorization", v), ("x-api-key", key)]),
+                headers(&[("authorization", b"Basic x"), ("x-api-key", v)]),
+            ] {
+                let old = as_text_first(&case).map_err(|e| e.to_string());
+                let bytes = key_bytes_from_headers(&case);
+                match &old {
+                    Ok(k) => assert_eq!(bytes.as_ref().ok(), Some(&k.as_bytes()), "{case:?}"),
+                    // Not UTF-8 inside the key: the same refusal, later,
+                    // from the verifier (such bytes are never a key).
+                    Err(e) if e == "invalid_token" => {
+                        assert!(
+                            bytes.as_ref().map_or_else(
+                                |e| matches!(e, ApiError::InvalidToken),
+                                |b| std::str::from_utf8(b).is_err()
+                            ),
+                            "{case:?}: {bytes:?}"
+                        )
+                    }
+                    Err(_) => assert!(matches!(bytes, Err(ApiError::MissingKey)), "{case:?}: {bytes:?}"),
+                }
+                assert_eq!(key_from_headers(&case).map_err(|e| e.to_string()), old, "{case:?}");
+            }
+        }
     }
 }

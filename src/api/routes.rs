@@ -114,8 +114,16 @@ impl Serialize for ScopeList<'_> {
         (status = 503, description = "The database is unavailable", body = openapi::ErrorJson),
     )
 )]
-pub(crate) async fn whoami(key: ApiKey) -> HttpResponse {
-    json_ok(whoami_body(&key))
+pub(crate) async fn whoami(key: Result<ApiKey, ApiError>) -> HttpResponse {
+    // A refused key is answered here: through actix's error path (a failed
+    // extractor) the refusal would be boxed into an `actix_web::Error` and
+    // kept with the response, an allocation per refusal that a flood of
+    // bad keys pays on every call (BENCHMARKS.md, "Instructions per
+    // request"). The answer is the same bytes either way.
+    match key {
+        Ok(key) => json_ok(whoami_body(&key)),
+        Err(refused) => refused.error_response(),
+    }
 }
 
 /// 200 with a JSON body, its one header inserted directly: the builder's

@@ -303,8 +303,11 @@ pub fn parse_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
 /// the raw bytes, and under callgrind the CRC and its read-back cost ~150
 /// instructions where the alphabet check costs ~200, so a typo or a
 /// made-up key is refused at the least cost. What the verifier runs.
-pub fn parse_checked_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
-    let bytes = key.as_bytes();
+///
+/// It takes the bytes a header carried, not yet known to be text: only a
+/// key whose checksum matched is read as UTF-8 (after the alphabet check it
+/// is ASCII), so a refused key never costs a UTF-8 pass.
+pub fn parse_checked_shape(bytes: &[u8]) -> Result<KeyShape<'_>, FormatError> {
     let Some(tag_len) = tag_len(bytes) else {
         return Err(FormatError::Shape);
     };
@@ -314,6 +317,7 @@ pub fn parse_checked_shape(key: &str) -> Result<KeyShape<'_>, FormatError> {
     if !alphabet_ok(bytes, tag_len) {
         return Err(FormatError::Shape);
     }
+    let key = std::str::from_utf8(bytes).map_err(|_| FormatError::Shape)?;
     Ok(KeyShape { key, tag_len })
 }
 
@@ -362,7 +366,7 @@ mod tests {
             let key = generate(&tag()).key.expose().to_owned();
             let body_len = key.len() - CHECK_LEN;
             assert!(checksum_matches(key.as_bytes()));
-            assert!(parse_checked_shape(&key).is_ok());
+            assert!(parse_checked_shape(key.as_bytes()).is_ok());
             // Any other last character is refused, by both tests alike.
             for &c in BASE62.iter().chain(b"_-!") {
                 let mut other = key.clone().into_bytes();
@@ -373,7 +377,7 @@ mod tests {
         }
         assert!(!checksum_matches(b"12345"));
         assert_eq!(
-            parse_checked_shape("kw_AbCd1234_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA000000").unwrap_err(),
+            parse_checked_shape(b"kw_AbCd1234_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA000000").unwrap_err(),
             FormatError::Checksum
         );
     }
@@ -448,6 +452,28 @@ mod tests {
         ];
         for c in cases {
             assert!(parse(&c).is_err(), "accepted {c:?}");
+        }
+    }
+
+    /// Bytes that are not text, even under a checksum that matches them,
+    /// are a malformed key: the checksum is checked before the bytes are
+    /// known to be text.
+    #[test]
+    fn bytes_that_are_not_text_are_refused_whatever_their_checksum() {
+        let g = generate(&tag());
+        let k = g.key.expose().as_bytes();
+        for bad in [0xFFu8, 0x80, 0xC3, b'!'] {
+            let mut body = k[..k.len() - CHECK_LEN].to_vec();
+            body[5] = bad;
+            let mut n = u64::from(crc32fast::hash(&body));
+            let mut check = [b'0'; CHECK_LEN];
+            for slot in check.iter_mut().rev() {
+                *slot = BASE62[(n % 62) as usize];
+                n /= 62;
+            }
+            body.extend_from_slice(&check);
+            assert!(checksum_matches(&body), "the checksum of {bad:#x} matches");
+            assert_eq!(parse_checked_shape(&body).unwrap_err(), FormatError::Shape, "{bad:#x}");
         }
     }
 

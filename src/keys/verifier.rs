@@ -436,6 +436,12 @@ impl Verifier {
     /// no header lookups. A key that must be read from the database comes
     /// back as a `Lookup`, parsed and hashed once: pass it to `look_up`.
     pub fn check(&self, presented: &str, client: impl FnOnce() -> Option<IpAddr>) -> Checked {
+        self.check_bytes(presented.as_bytes(), client)
+    }
+
+    /// `check` of the bytes a header carried, not yet known to be text:
+    /// the guard's path, where a refused key never costs a UTF-8 pass.
+    pub fn check_bytes(&self, presented: &[u8], client: impl FnOnce() -> Option<IpAddr>) -> Checked {
         // Shape and checksum first: garbage and typos cost a pass over the
         // bytes and a CRC, and never read the clock, a cache or the
         // database. They are counted, but not timed.
