@@ -174,11 +174,21 @@ thread_local! {
     static SHARDS: RefCell<Vec<(u64, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Keys pending in one worker's shard that call for a flush at once, not
+/// at the next tick. Between two ticks a sweep over many keys would leave
+/// every key it touched pending in every worker's shard (at 100,000 keys,
+/// ~5 MB a worker, on top of the cache), and the flush would then hold them
+/// all in one batch: this bounds what uses cost in memory, whatever the
+/// number of keys in use (BENCHMARKS.md, "Where the memory went").
+pub(crate) const PRESSURE: usize = 8_192;
+
 pub struct LastUsed {
     owner: u64,
     shards: Mutex<Vec<Arc<Shard>>>,
     /// Keys written by flushes so far (`/metrics`; tests wait on it).
     written: AtomicU64,
+    /// Told when a shard reaches `PRESSURE` keys.
+    pressure: tokio::sync::Notify,
 }
 
 impl Default for LastUsed {
@@ -187,6 +197,7 @@ impl Default for LastUsed {
             owner: NEXT_OWNER.fetch_add(1, Relaxed),
             shards: Mutex::new(Vec::new()),
             written: AtomicU64::new(0),
+            pressure: tokio::sync::Notify::new(),
         }
     }
 }
@@ -223,8 +234,22 @@ impl LastUsed {
     /// `record_from` with the time in microseconds since 1970 (UTC).
     pub fn record_micros(&self, key_id: &str, at: i64, address: Option<IpAddr>) {
         if let Some(id) = id_of(key_id) {
-            self.with_shard(|m| m.entry(id).or_default().call(at, address));
+            let pending = self.with_shard(|m| {
+                m.entry(id).or_default().call(at, address);
+                m.len()
+            });
+            // Once per filling of the shard: a flush empties it.
+            if pending == PRESSURE {
+                self.pressure.notify_one();
+            }
         }
+    }
+
+    /// Resolves when a shard has reached `PRESSURE` keys since this was
+    /// last awaited: the flush loop then flushes without waiting for its
+    /// tick.
+    pub async fn pressed(&self) {
+        self.pressure.notified().await;
     }
 
     /// Records that the key was checked for `scope` (and had it).
@@ -277,11 +302,9 @@ impl LastUsed {
         total.hours().filter_map(|(h, n)| Some((time(h)?, n))).collect()
     }
 
+    /// Keys recorded and not yet taken by a flush (`/metrics`).
     pub fn pending_count(&self) -> usize {
-        self.all_shards()
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        self.pending_in_shards()
     }
 
     pub fn forget(&self, key_id: &str) {
@@ -303,17 +326,24 @@ impl LastUsed {
     /// busiest interval since start-up.
     fn take(&self) -> Map {
         let mut batch = Map::default();
+        self.fold_into(&mut batch);
+        batch
+    }
+
+    /// Moves every shard's uses into `batch`: a key used on several
+    /// workers, or again since the batch was taken, is one entry there.
+    fn fold_into(&self, batch: &mut Map) {
         for shard in self.all_shards() {
             let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
             if batch.is_empty() {
-                batch = taken;
+                // Also lets go of an emptied batch's table.
+                *batch = taken;
                 continue;
             }
             for (id, u) in taken {
                 batch.entry(id).or_default().merge(u);
             }
         }
-        batch
     }
 
     /// Puts uses back after a failed write, for the next try.
@@ -336,11 +366,13 @@ impl LastUsed {
     /// (BENCHMARKS.md). Between chunks the flush pauses as long as the
     /// chunk took, so a waiting writer finds the lock free.
     pub async fn flush(&self, pool: &Pool) -> anyhow::Result<usize> {
-        let mut pending: Vec<(Id, Use)> = self.take().into_iter().collect();
+        let mut batch = self.take();
         let mut written = 0;
-        while !pending.is_empty() {
-            let rest = pending.split_off(pending.len().min(FLUSH_CHUNK));
-            let chunk = Arc::new(std::mem::replace(&mut pending, rest));
+        while !batch.is_empty() {
+            // Taken off the batch as it is written: nothing is copied but
+            // the chunk in hand.
+            let chunk: Vec<(Id, Use)> = batch.extract_if(|_, _| true).take(FLUSH_CHUNK).collect();
+            let chunk = Arc::new(chunk);
             let work = chunk.clone();
             let started = std::time::Instant::now();
             let result = db::run(pool, move |conn| {
@@ -355,15 +387,30 @@ impl LastUsed {
                 }
                 Err(e) => {
                     let chunk = Arc::try_unwrap(chunk).unwrap_or_else(|c| (*c).clone());
-                    self.put_back(chunk.into_iter().chain(pending));
+                    self.put_back(chunk.into_iter().chain(batch));
                     return Err(e);
                 }
             }
-            if !pending.is_empty() {
+            // A sweep over many keys outpaces the writes: what the workers
+            // recorded meanwhile joins this batch rather than piling up in
+            // every worker's shard until the next flush, where each key
+            // would be held once per worker (`PRESSURE`).
+            if self.pending_in_shards() >= PRESSURE {
+                self.fold_into(&mut batch);
+            }
+            if !batch.is_empty() {
                 actix_web::rt::time::sleep(started.elapsed()).await;
             }
         }
         Ok(written)
+    }
+
+    /// Keys pending in the workers' shards (not in a flush's batch).
+    fn pending_in_shards(&self) -> usize {
+        self.all_shards()
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 }
 
@@ -398,6 +445,29 @@ mod tests {
 
     fn at(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn a_shard_that_fills_up_asks_once_for_a_flush() {
+        use futures_util::FutureExt as _;
+        let lu = LastUsed::default();
+        let t = at("2026-12-01 10:00:00");
+        for i in 0..PRESSURE - 1 {
+            lu.record(&format!("{i:08}"), t);
+        }
+        // A key used again is not a new pending key.
+        lu.record("00000000", t);
+        assert!(lu.pressed().now_or_never().is_none(), "not full yet");
+        lu.record(&format!("{:08}", PRESSURE - 1), t);
+        assert!(lu.pressed().now_or_never().is_some(), "full: a flush is asked for");
+        lu.record(&format!("{:08}", PRESSURE), t);
+        assert!(lu.pressed().now_or_never().is_none(), "asked once per filling");
+        // A flush empties the shard; it may fill up and ask again.
+        drop(lu.take());
+        for i in 0..PRESSURE {
+            lu.record(&format!("{i:08}"), t);
+        }
+        assert!(lu.pressed().now_or_never().is_some());
     }
 
     #[test]

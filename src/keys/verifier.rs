@@ -393,7 +393,12 @@ impl Verifier {
         actix_web::rt::spawn(async move {
             let mut tick = actix_web::rt::time::interval(every);
             loop {
-                tick.tick().await;
+                // At each tick, or sooner when many keys are pending
+                // (`last_used::PRESSURE`).
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = verifier.last_used.pressed() => {}
+                }
                 if let Err(e) = verifier.flush_last_used().await {
                     tracing::warn!(error = ?e, "last-used flush failed; will retry");
                 }
@@ -730,6 +735,38 @@ mod tests {
 
     fn verify(v: &Verifier, key: &GeneratedKey) -> Result<Verified, VerifyError> {
         actix_web::rt::System::new().block_on(v.verify(key.key.expose()))
+    }
+
+    /// A flush writes every pending key, in several transactions of
+    /// `FLUSH_CHUNK` keys each, and leaves nothing pending.
+    #[test]
+    fn a_flush_of_more_keys_than_one_transaction_takes_writes_them_all() {
+        use crate::db::schema::api_keys;
+        let (pool, user_id, _dir) = database();
+        let keys: Vec<GeneratedKey> = (0..2_500).map(|_| format::generate(&kw())).collect();
+        pool.get()
+            .unwrap()
+            .transaction::<_, diesel::result::Error, _>(|c| {
+                for k in &keys {
+                    store::insert_generated(c, k, user_id, &k.id, "read", None)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let lu = LastUsed::default();
+        let at = crate::time::now();
+        for k in &keys {
+            lu.record(&k.id, at);
+        }
+        let written = actix_web::rt::System::new().block_on(lu.flush(&pool)).unwrap();
+        assert_eq!(written, 2_500);
+        assert_eq!(lu.pending_count(), 0);
+        let used: i64 = api_keys::table
+            .filter(api_keys::last_used_at.is_not_null())
+            .count()
+            .get_result(&mut *pool.get().unwrap())
+            .unwrap();
+        assert_eq!(used, 2_500);
     }
 
     #[test]
