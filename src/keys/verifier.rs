@@ -388,6 +388,11 @@ impl Verifier {
 
     /// Flushes pending last-used times every `every` on the current actix
     /// runtime, for services that embed the guard.
+    ///
+    /// A flush that wrote any key says so in one line at DEBUG, target
+    /// `keyward::last_used`, with how many keys (never which): logged once
+    /// every transaction of the flush has committed, so whoever reads the
+    /// database after seeing the line sees those uses (tests wait on it).
     pub fn spawn_flusher(self: &Arc<Self>, every: std::time::Duration) {
         let verifier = self.clone();
         actix_web::rt::spawn(async move {
@@ -399,7 +404,15 @@ impl Verifier {
                     _ = tick.tick() => {}
                     () = verifier.last_used.pressed() => {}
                 }
-                if let Err(e) = verifier.flush_last_used().await {
+                // Counted rather than returned: a flush that fails part-way
+                // has committed its first chunks all the same.
+                let before = verifier.last_used.written_count();
+                let flushed = verifier.flush_last_used().await;
+                let keys = verifier.last_used.written_count().saturating_sub(before);
+                if keys > 0 {
+                    tracing::debug!(target: "keyward::last_used", keys, "last-used flush written");
+                }
+                if let Err(e) = flushed {
                     tracing::warn!(error = ?e, "last-used flush failed; will retry");
                 }
             }

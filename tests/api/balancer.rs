@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use reqwest::Client;
 
-use crate::helpers::Binary;
+use crate::helpers::{Binary, Mark, Output, Unheard};
+
+/// What a `keyward` instance logs (at DEBUG, target `keyward::last_used`)
+/// after a last-used flush that wrote keys, once it has committed them.
+pub const FLUSH_WRITTEN: &str = "last-used flush written";
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -219,7 +223,9 @@ impl Balanced {
                 Binary::start_fresh(&[
                     ("DATABASE_URL", &database_url),
                     ("KEYWARD_LAST_USED_FLUSH_SECONDS", "1"),
-                    ("RUST_LOG", "warn"),
+                    // Warnings, and the line of each last-used flush that
+                    // wrote keys, which tests wait for (`Balanced::flushed`).
+                    ("RUST_LOG", "warn,keyward::last_used=debug"),
                 ])
                 .await,
             ));
@@ -242,6 +248,44 @@ impl Balanced {
         let mut binary = self.instances.lock().unwrap()[n].take().expect("a live instance");
         binary.child.kill().expect("kill");
         binary.child.wait().expect("wait");
+    }
+
+    /// The output of instance `n`, which must be alive.
+    pub fn output(&self, n: usize) -> Output {
+        self.instances.lock().unwrap()[n]
+            .as_ref()
+            .expect("a live instance")
+            .output
+            .clone()
+    }
+
+    /// The base URL of instance `n`, which must be alive.
+    pub fn base(&self, n: usize) -> String {
+        self.instances.lock().unwrap()[n]
+            .as_ref()
+            .expect("a live instance")
+            .base
+            .clone()
+    }
+
+    /// Waits until instance `n` logs a last-used flush that wrote keys
+    /// after `mark` (taken from `output(n)`): from then on, whatever it
+    /// held before the flush began is in the database. Woken by its output,
+    /// never polling; fails, with the logs, past 30 s (a guard only: it
+    /// flushes every second here).
+    pub async fn flushed(&self, n: usize, mark: Mark) {
+        let heard = self
+            .output(n)
+            .line_after(mark, FLUSH_WRITTEN, Duration::from_secs(30))
+            .await;
+        match heard {
+            Ok(_) => {}
+            Err(Unheard::Closed) => panic!("instance {n} exited before a last-used flush; logs:\n{}", self.logs()),
+            Err(Unheard::TimedOut) => panic!(
+                "instance {n} logged no last-used flush within 30 s; logs:\n{}",
+                self.logs()
+            ),
+        }
     }
 
     /// The base URLs of the instances still alive.

@@ -371,6 +371,17 @@ pub async fn spawn_announcing(
     log: &std::path::Path,
     marker: &'static str,
 ) -> (std::process::Child, String) {
+    let (child, address, _) = spawn_watched(command, log, marker).await;
+    (child, address)
+}
+
+/// `spawn_announcing`, also handing back its stdout line by line
+/// (`Output`), for tests that wait for what it says later.
+pub async fn spawn_watched(
+    command: &mut std::process::Command,
+    log: &std::path::Path,
+    marker: &'static str,
+) -> (std::process::Child, String, Output) {
     use std::io::{BufRead as _, Write as _};
     let file = || {
         std::fs::OpenOptions::new()
@@ -385,25 +396,77 @@ pub async fn spawn_announcing(
         .spawn()
         .expect("the program starts");
     let stdout = child.stdout.take().expect("piped stdout");
-    let (said, heard) = tokio::sync::oneshot::channel::<String>();
+    let (said, output) = tokio::sync::watch::channel(Vec::<String>::new());
     let mut copy = file();
+    // Ends, dropping `said`, when the program closes its stdout.
     std::thread::spawn(move || {
-        let mut said = Some(said);
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let _ = writeln!(copy, "{line}");
-            if let Some((_, address)) = line.split_once(marker) {
-                if let Some(said) = said.take() {
-                    let _ = said.send(address.trim().to_owned());
-                }
-            }
+            said.send_modify(|lines| lines.push(line));
         }
     });
+    let output = Output(output);
     let logs = || std::fs::read_to_string(log).unwrap_or_default();
-    match actix_web::rt::time::timeout(std::time::Duration::from_secs(30), heard).await {
-        Ok(Ok(address)) => (child, address),
-        Ok(Err(_)) => panic!("it exited before saying where it listens; logs:\n{}", logs()),
-        Err(_) => panic!("it did not say where it listens within 30 s; logs:\n{}", logs()),
+    match output
+        .line_after(Mark(0), marker, std::time::Duration::from_secs(30))
+        .await
+    {
+        Ok(line) => {
+            let address = line
+                .split_once(marker)
+                .map(|(_, a)| a.trim().to_owned())
+                .unwrap_or_default();
+            (child, address, output)
+        }
+        Err(Unheard::Closed) => panic!("it exited before saying where it listens; logs:\n{}", logs()),
+        Err(Unheard::TimedOut) => panic!("it did not say where it listens within 30 s; logs:\n{}", logs()),
+    }
+}
+
+/// A program's stdout as it writes it, one entry per line, from its start
+/// (`spawn_watched`). Every line is kept: a test can wait for a line
+/// written after a point it marked before acting, so a line written
+/// before the wait begins is not missed.
+#[derive(Clone)]
+pub struct Output(tokio::sync::watch::Receiver<Vec<String>>);
+
+/// A point in an `Output`: how many lines had been written then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mark(usize);
+
+/// Why `Output::line_after` found no line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unheard {
+    /// The program closed its stdout (it exited) first.
+    Closed,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Output {
+    /// Now, as a point to wait for lines after: the lines read from the
+    /// program so far. A line it wrote a moment before may not have been
+    /// read yet, and then counts as after: mark before acting, and wait for
+    /// a line only what you did can cause.
+    pub fn mark(&self) -> Mark {
+        Mark(self.0.borrow().len())
+    }
+
+    /// Waits until a line containing `needle` has been read after `mark`,
+    /// and returns the first such line: woken by each new line,
+    /// never polling. `deadline` only guards against waiting forever.
+    pub async fn line_after(&self, mark: Mark, needle: &str, deadline: std::time::Duration) -> Result<String, Unheard> {
+        let mut said = self.0.clone();
+        let found = |lines: &Vec<String>| lines.iter().skip(mark.0).find(|l| l.contains(needle)).cloned();
+        let heard = said.wait_for(|lines| found(lines).is_some());
+        // Bound, not returned: the answer borrows `said`, dropped first.
+        let line = match actix_web::rt::time::timeout(deadline, heard).await {
+            Ok(Ok(lines)) => found(&lines).ok_or(Unheard::Closed),
+            Ok(Err(_)) => Err(Unheard::Closed),
+            Err(_) => Err(Unheard::TimedOut),
+        };
+        line
     }
 }
 
@@ -413,6 +476,8 @@ pub async fn spawn_announcing(
 pub struct Binary {
     pub child: std::process::Child,
     pub base: String,
+    /// Its stdout, line by line (its logs are there: `RUST_LOG` says which).
+    pub output: Output,
     log: std::path::PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
@@ -481,10 +546,11 @@ impl Binary {
         for (name, value) in env {
             command.env(name, value);
         }
-        let (child, base) = spawn_announcing(command.stdin(Stdio::null()), &log, "Keyward listening on ").await;
+        let (child, base, output) = spawn_watched(command.stdin(Stdio::null()), &log, "Keyward listening on ").await;
         let binary = Self {
             child,
             base,
+            output,
             log,
             _dir: owned,
         };
