@@ -224,9 +224,11 @@ metric() { curl -sf -H 'Authorization: Bearer instructions' "$BASE/metrics" | aw
 # before, and was then taken off every row as if it ran all the time:
 # ~1,600 instructions per request too few on a row of 8 s).
 sleep 3
+# Ten seconds: the heartbeat writes every 10 s, so the window holds one
+# beat whatever its phase, as a row holds one per 10 s of its length.
 callgrind_control -z "$PID" >/dev/null 2>&1
 t0=$(date +%s.%N)
-sleep 5
+sleep 10
 f=$(dump)
 t1=$(date +%s.%N)
 IDLE_RATE=$(python3 -c "print($(total_of "$f") / ($t1 - $t0))")

@@ -66,6 +66,13 @@ fuzz_target!(|data: &[u8]| {
 
     let result = key_from_headers(&headers);
 
+    // It reads what the header reader read before it worked on bytes.
+    assert_eq!(
+        result.as_ref().copied().map_err(ToString::to_string),
+        as_text_first(&headers).map_err(|e| e.to_string()),
+        "against the text-first reader"
+    );
+
     // The byte reader the guard uses agrees: the same key, or bytes that
     // are not UTF-8 (which the verifier refuses as invalid), or the same
     // refusal.
@@ -108,3 +115,32 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// How keys were read before the reader worked on bytes: each value read as
+/// UTF-8 first, then trimmed as text (`str::trim`).
+fn as_text_first(headers: &HeaderMap) -> Result<&str, ApiError> {
+    fn text(v: &HeaderValue) -> Result<&str, ApiError> {
+        std::str::from_utf8(v.as_bytes()).map_err(|_| ApiError::InvalidToken)
+    }
+    let auth: Vec<&HeaderValue> = headers.get_all(AUTHORIZATION).collect();
+    if auth.len() > 1 {
+        return Err(ApiError::InvalidToken);
+    }
+    if let Some(v) = auth.first() {
+        let v = text(v)?.trim();
+        let b = v.as_bytes();
+        if b.len() >= 6 && b[..6].eq_ignore_ascii_case(b"bearer") && (b.len() == 6 || b[6] == b' ') {
+            let token = v[6..].trim();
+            return if token.is_empty() { Err(ApiError::MissingKey) } else { Ok(token) };
+        }
+    }
+    let keys: Vec<&HeaderValue> = headers.get_all(X_API_KEY).collect();
+    match keys[..] {
+        [] => Err(ApiError::MissingKey),
+        [v] => match text(v)?.trim() {
+            "" => Err(ApiError::MissingKey),
+            v => Ok(v),
+        },
+        _ => Err(ApiError::InvalidToken),
+    }
+}

@@ -191,6 +191,10 @@ pub struct LastUsed {
     written: AtomicU64,
     /// Told when a shard reaches `PRESSURE` keys.
     pressure: tokio::sync::Notify,
+    /// One flush at a time: the shutdown flush (or a test's) waits for the
+    /// one in progress, whose batch no other flush can see, and then
+    /// writes what is left.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Default for LastUsed {
@@ -200,6 +204,7 @@ impl Default for LastUsed {
             shards: Mutex::new(Vec::new()),
             written: AtomicU64::new(0),
             pressure: tokio::sync::Notify::new(),
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -236,12 +241,19 @@ impl LastUsed {
     /// `record_from` with the time in microseconds since 1970 (UTC).
     pub fn record_micros(&self, key_id: &str, at: i64, address: Option<IpAddr>) {
         if let Some(id) = id_of(key_id) {
-            let pending = self.with_shard(|m| {
-                m.entry(id).or_default().call(at, address);
-                m.len()
+            let filled = self.with_shard(|m| match m.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    e.into_mut().call(at, address);
+                    false
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Use::default()).call(at, address);
+                    m.len() == PRESSURE
+                }
             });
-            // Once per filling of the shard: a flush empties it.
-            if pending == PRESSURE {
+            // Once per filling of the shard (the key that filled it was
+            // new; a flush empties the shard).
+            if filled {
                 self.pressure.notify_one();
             }
         }
@@ -368,8 +380,10 @@ impl LastUsed {
     /// (BENCHMARKS.md). Between chunks the flush pauses as long as the
     /// chunk took, so a waiting writer finds the lock free.
     pub async fn flush(&self, pool: &Pool) -> anyhow::Result<usize> {
+        let _one_at_a_time = self.flushing.lock().await;
         let mut batch = self.take();
         let mut written = 0;
+        let mut folds = 0;
         while !batch.is_empty() {
             // Taken off the batch as it is written: nothing is copied but
             // the chunk in hand.
@@ -397,8 +411,12 @@ impl LastUsed {
             // recorded meanwhile joins this batch rather than piling up in
             // every worker's shard until the next flush, where each key
             // would be held once per worker (`PRESSURE`).
-            if self.pending_in_shards() >= PRESSURE {
+            // A bounded number of times, so that a flush ends under
+            // steady load too (its log line, and the next one, which the
+            // shards' pressure then starts at once).
+            if folds < FOLDS_PER_FLUSH && self.pending_in_shards() >= PRESSURE {
                 self.fold_into(&mut batch);
+                folds += 1;
             }
             if !batch.is_empty() {
                 actix_web::rt::time::sleep(started.elapsed()).await;
@@ -418,6 +436,10 @@ impl LastUsed {
 
 /// Keys written per flush transaction (see `LastUsed::flush`).
 const FLUSH_CHUNK: usize = 1_000;
+
+/// How many times one flush takes in what the workers recorded while it
+/// wrote (see `LastUsed::flush`).
+const FOLDS_PER_FLUSH: usize = 8;
 
 /// One chunk's uses: last use and address, calls per hour, scopes.
 fn write_uses(conn: &mut crate::db::DbConnection, uses: &[(Id, Use)]) -> diesel::QueryResult<()> {
@@ -462,6 +484,9 @@ mod tests {
         assert!(lu.pressed().now_or_never().is_none(), "not full yet");
         lu.record(&format!("{:08}", PRESSURE - 1), t);
         assert!(lu.pressed().now_or_never().is_some(), "full: a flush is asked for");
+        // Full, and a key already pending is used again: not asked again.
+        lu.record("00000001", t);
+        assert!(lu.pressed().now_or_never().is_none(), "asked once per filling");
         lu.record(&format!("{:08}", PRESSURE), t);
         assert!(lu.pressed().now_or_never().is_none(), "asked once per filling");
         // A flush empties the shard; it may fill up and ask again.

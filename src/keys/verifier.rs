@@ -397,6 +397,9 @@ impl Verifier {
         let verifier = self.clone();
         actix_web::rt::spawn(async move {
             let mut tick = actix_web::rt::time::interval(every);
+            // A flush longer than the interval is not followed by a burst of
+            // the ticks it missed.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 // At each tick, or sooner when many keys are pending
                 // (`last_used::PRESSURE`).
@@ -780,6 +783,48 @@ mod tests {
             .get_result(&mut *pool.get().unwrap())
             .unwrap();
         assert_eq!(used, 2_500);
+    }
+
+    /// A flush that starts while another is writing (the shutdown flush
+    /// beside the background one) returns only once what was recorded
+    /// before it is written: it waits for the batch it cannot see.
+    #[test]
+    fn a_flush_beside_one_in_progress_returns_once_everything_is_written() {
+        use crate::db::schema::api_keys;
+        let (pool, user_id, _dir) = database();
+        let keys: Vec<GeneratedKey> = (0..2_500).map(|_| format::generate(&kw())).collect();
+        pool.get()
+            .unwrap()
+            .transaction::<_, diesel::result::Error, _>(|c| {
+                for k in &keys {
+                    store::insert_generated(c, k, user_id, &k.id, "read", None)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let lu = Arc::new(LastUsed::default());
+        let at = crate::time::now();
+        for k in &keys {
+            lu.record(&k.id, at);
+        }
+        let used = actix_web::rt::System::new().block_on(async {
+            let first = {
+                let (lu, pool) = (lu.clone(), pool.clone());
+                actix_web::rt::spawn(async move { lu.flush(&pool).await.unwrap() })
+            };
+            // The first flush takes every pending use and starts writing.
+            tokio::task::yield_now().await;
+            assert_eq!(lu.pending_count(), 0, "the first flush took the batch");
+            lu.flush(&pool).await.unwrap();
+            let used: i64 = api_keys::table
+                .filter(api_keys::last_used_at.is_not_null())
+                .count()
+                .get_result(&mut *pool.get().unwrap())
+                .unwrap();
+            assert_eq!(first.await.unwrap(), 2_500);
+            used
+        });
+        assert_eq!(used, 2_500, "the second flush returned before the first had written");
     }
 
     #[test]
