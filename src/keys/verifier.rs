@@ -757,42 +757,17 @@ mod tests {
     /// `FLUSH_CHUNK` keys each, and leaves nothing pending.
     #[test]
     fn a_flush_of_more_keys_than_one_transaction_takes_writes_them_all() {
-        use crate::db::schema::api_keys;
-        let (pool, user_id, _dir) = database();
-        let keys: Vec<GeneratedKey> = (0..2_500).map(|_| format::generate(&kw())).collect();
-        pool.get()
-            .unwrap()
-            .transaction::<_, diesel::result::Error, _>(|c| {
-                for k in &keys {
-                    store::insert_generated(c, k, user_id, &k.id, "read", None)?;
-                }
-                Ok(())
-            })
-            .unwrap();
-        let lu = LastUsed::default();
-        let at = crate::time::now();
-        for k in &keys {
-            lu.record(&k.id, at);
-        }
+        let (pool, lu, _dir) = many_keys_used(2_500);
         let written = actix_web::rt::System::new().block_on(lu.flush(&pool)).unwrap();
         assert_eq!(written, 2_500);
         assert_eq!(lu.pending_count(), 0);
-        let used: i64 = api_keys::table
-            .filter(api_keys::last_used_at.is_not_null())
-            .count()
-            .get_result(&mut *pool.get().unwrap())
-            .unwrap();
-        assert_eq!(used, 2_500);
+        assert_eq!(keys_with_a_last_use(&pool), 2_500);
     }
 
-    /// A flush that starts while another is writing (the shutdown flush
-    /// beside the background one) returns only once what was recorded
-    /// before it is written: it waits for the batch it cannot see.
-    #[test]
-    fn a_flush_beside_one_in_progress_returns_once_everything_is_written() {
-        use crate::db::schema::api_keys;
-        let (pool, user_id, _dir) = database();
-        let keys: Vec<GeneratedKey> = (0..2_500).map(|_| format::generate(&kw())).collect();
+    /// A database with `n` keys, each used once and not yet written.
+    fn many_keys_used(n: usize) -> (Pool, Arc<LastUsed>, tempfile::TempDir) {
+        let (pool, user_id, dir) = database();
+        let keys: Vec<GeneratedKey> = (0..n).map(|_| format::generate(&kw())).collect();
         pool.get()
             .unwrap()
             .transaction::<_, diesel::result::Error, _>(|c| {
@@ -807,6 +782,24 @@ mod tests {
         for k in &keys {
             lu.record(&k.id, at);
         }
+        (pool, lu, dir)
+    }
+
+    fn keys_with_a_last_use(pool: &Pool) -> i64 {
+        use crate::db::schema::api_keys;
+        api_keys::table
+            .filter(api_keys::last_used_at.is_not_null())
+            .count()
+            .get_result(&mut *pool.get().unwrap())
+            .unwrap()
+    }
+
+    /// A flush that starts while another is writing (the shutdown flush
+    /// beside the background one) returns only once what was recorded
+    /// before it is written: it waits for the batch it cannot see.
+    #[test]
+    fn a_flush_beside_one_in_progress_returns_once_everything_is_written() {
+        let (pool, lu, _dir) = many_keys_used(2_500);
         let used = actix_web::rt::System::new().block_on(async {
             let first = {
                 let (lu, pool) = (lu.clone(), pool.clone());
@@ -816,11 +809,7 @@ mod tests {
             tokio::task::yield_now().await;
             assert_eq!(lu.pending_count(), 0, "the first flush took the batch");
             lu.flush(&pool).await.unwrap();
-            let used: i64 = api_keys::table
-                .filter(api_keys::last_used_at.is_not_null())
-                .count()
-                .get_result(&mut *pool.get().unwrap())
-                .unwrap();
+            let used = keys_with_a_last_use(&pool);
             assert_eq!(first.await.unwrap(), 2_500);
             used
         });
